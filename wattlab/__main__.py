@@ -1,0 +1,3 @@
+from wattlab.cli import main
+
+raise SystemExit(main())
