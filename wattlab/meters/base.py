@@ -128,7 +128,7 @@ _SHORT_NAMES = {
     "e": "energy_j",
     "u": "util_pct",
     "mu": "mem_util_pct",
-    "m": "mem_used_mib",
+    "mem": "mem_used_mib",
     "c": "clock_mhz",
     "tc": "temp_c",
     "pl": "power_limit_w",

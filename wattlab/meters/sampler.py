@@ -36,7 +36,9 @@ class _MeterThread(threading.Thread):
         except Exception as exc:  # a meter must not kill the sampler: the reading goes missing
             self.errors += 1
             t = now_ns()
-            return [Sample(t_ns=t, domain=d.id, error=f"{type(exc).__name__}: {exc}") for d in self.meter.domains]
+            return [
+                Sample(t_ns=t, domain=d.id, error=f"{type(exc).__name__}: {exc}") for d in self.meter.domains
+            ]
 
     def _read_counters(self) -> None:
         self.timeline.add_many(self._safe("read_counters"))

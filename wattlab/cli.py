@@ -1,0 +1,326 @@
+"""`wattlab`: the console (default) and the scriptable commands.
+
+Keep this module light: `wattlab --help` must not import torch, vllm, llama_cpp, pynvml or jtop
+(a test checks it). Every command imports what it needs when it runs.
+
+Exit codes: 0 success; 1 a run failed or was interrupted; 2 bad input or an unusable setup
+(one message naming the problem and the fix, no traceback; WATTLAB_DEBUG=1 shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from wattlab import __version__
+from wattlab.errors import WattlabError
+
+RUN_JSON_KEYS = [
+    "run_id", "session_id", "status", "error", "error_fix", "engine", "engine_version", "model", "quant",
+    "device", "devices", "mode", "workload", "task", "batch_size", "input_tokens", "output_tokens", "requests",
+    "requests_ok", "rate", "decoding", "duration_s", "load_s", "load_energy_j", "tokens_in", "tokens_out",
+    "throughput_tok_s", "total_tok_s", "requests_per_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
+    "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p50_s", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s",
+    "energy_j", "energy_net_j", "energy_method", "energy_coverage", "j_per_token", "j_per_token_net",
+    "steady_j_per_token", "j_per_request", "tokens_per_j", "wh_per_1k_requests", "gco2e",
+    "gco2e_per_request", "carbon_g_per_kwh", "carbon_source", "pue", "mean_power_w", "peak_power_w",
+    "util_mean_pct", "peak_mem_mib", "quality", "quality_metric", "quality_metrics", "green_index",
+    "green_index_inputs", "flags", "energy",
+]
+
+
+def _add_db(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # SUPPRESS on subcommands, so `wattlab --db X ls` and `wattlab ls --db X` both work.
+    p.add_argument(
+        "--db",
+        default=None if top else argparse.SUPPRESS,
+        help="DuckDB file (default: $WATTLAB_HOME or $XDG_DATA_HOME/wattlab/wattlab.duckdb)",
+    )
+
+
+def _add_session_settings(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("measurement")
+    g.add_argument("--meters", default="auto", help="auto, or a list like nvml,rapl / estimate / jetson")
+    g.add_argument("--gpus", help="NVML GPU indices or UUIDs to meter, comma-separated")
+    g.add_argument("--tdp", type=float, help="CPU TDP in W for the estimate meter")
+    g.add_argument("--idle-s", type=float, default=2.0, help="idle baseline before the run (s)")
+    g.add_argument("--country", help="ISO country code for grid carbon intensity (e.g. FRA)")
+    g.add_argument("--intensity", type=float, help="fixed grid intensity, gCO2e/kWh")
+    g.add_argument("--pue", type=float, default=1.0, help="data-centre PUE factor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wattlab",
+        description="Measure what LLM inference costs in energy, time and quality. "
+        "With no command, opens the console.",
+    )
+    parser.add_argument("--version", action="version", version=f"wattlab {__version__}")
+    _add_db(parser, top=True)
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("console", help="open the console (the default)")
+    _add_db(p)
+
+    p = sub.add_parser("run", help="run one configuration and print its figures")
+    p.add_argument("--engine", default="llamacpp", help="transformers | vllm | llamacpp | openai")
+    p.add_argument("--model", default=None, help="catalog name, local path, hub id or random:<arch>")
+    p.add_argument("--quant", help="GGUF type (Q4_1, Q8_0, F16...) or dtype (fp32, bf16, fp16)")
+    p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--input-tokens", type=int, default=128)
+    p.add_argument("--output-tokens", type=int)
+    p.add_argument("--requests", type=int, help="number of requests (default: one batch)")
+    p.add_argument("--mode", default="offline", choices=["offline", "online"])
+    p.add_argument("--rate", type=float, help="online: arrivals per second (Poisson)")
+    p.add_argument("--burstiness", type=float, default=1.0, help="online: gamma shape of the gaps (1 = Poisson)")
+    p.add_argument("--max-concurrency", type=int)
+    p.add_argument("--decoding", default="greedy", choices=["greedy", "sample", "beam"])
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--num-beams", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompts", help="JSONL prompt file (workload: prompts)")
+    p.add_argument("--task", help="a task name (see `wattlab tasks`)")
+    p.add_argument("--task-file", help="a local task file")
+    p.add_argument("--task-format", help="squad | jsonl-summary | tsv-label | text")
+    p.add_argument("--limit", type=int, help="task items to run")
+    p.add_argument("--warmup", type=int, default=1, help="warmup requests before the measured window")
+    p.add_argument("--timeout", type=float, help="seconds before the engine is stopped and the run failed")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="engine option, e.g. n_gpu_layers=99")
+    p.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")
+    _add_session_settings(p)
+    _add_db(p)
+
+    p = sub.add_parser("sweep", help="run a TOML sweep (a grid of runs) as one session")
+    p.add_argument("file", help="sweep TOML file")
+    p.add_argument("--detach", action="store_true", help="run in the background; follow with `wattlab attach`")
+    p.add_argument("--new", action="store_true", help="start a new session even if an unfinished one exists")
+    p.add_argument("--resume", metavar="SESSION", help="resume this session (finished runs are skipped)")
+    _add_db(p)
+
+    p = sub.add_parser("attach", help="follow a running session (default: the newest)")
+    p.add_argument("session", nargs="?")
+    _add_db(p)
+
+    p = sub.add_parser("ls", help="list sessions, or the runs of one")
+    p.add_argument("session", nargs="?")
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+    p = sub.add_parser("show", help="one run's figures and how each was obtained")
+    p.add_argument("run")
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+    p = sub.add_parser("compare", help="runs side by side, with % change against the first")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+    p = sub.add_parser("pareto", help="the non-dominated runs over 2 or 3 objectives")
+    p.add_argument("--objectives", default="j_per_token,e2e_p50_s", help="e.g. j_per_token,e2e_p50_s,quality")
+    p.add_argument("--session", help="only this session's runs")
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+    p = sub.add_parser("export", help="write runs (or another table) as csv, parquet or json")
+    p.add_argument("--format", default="csv", choices=["csv", "parquet", "json"])
+    p.add_argument("--table", default="runs")
+    p.add_argument("--session")
+    p.add_argument("--out", help="output file (default: wattlab-<table>.<format>)")
+    _add_db(p)
+
+    p = sub.add_parser("sql", help="run a read-only SQL query on the database")
+    p.add_argument("query")
+    p.add_argument("--json", action="store_true")
+    _add_db(p)
+
+    p = sub.add_parser("doctor", help="what this box can measure and run, and how to fix what it can't")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("tasks", help="the quality tasks and their metrics")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("report", help="write a Markdown + HTML guidelines report for a session")
+    p.add_argument("session", nargs="?")
+    p.add_argument("--out", default="wattlab-report")
+    _add_db(p)
+
+    p = sub.add_parser("_runner", help=argparse.SUPPRESS)  # the detached sweep process
+    p.add_argument("file")
+    p.add_argument("--session", required=True)
+    _add_db(p)
+    return parser
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    from wattlab.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--option {pair!r} is not KEY=VALUE", fix="e.g. --option n_gpu_layers=99")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from wattlab.sessions.runner import Runner
+    from wattlab.sessions.spec import DEFAULT_MODEL, SessionSettings, Sweep, make_spec
+    from wattlab.sessions.store import Store
+
+    values: dict[str, Any] = {
+        "engine": args.engine,
+        "model": args.model or DEFAULT_MODEL,
+        "quant": args.quant,
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "input_tokens": args.input_tokens,
+        "output_tokens": args.output_tokens,
+        "requests": args.requests,
+        "mode": args.mode,
+        "rate": args.rate,
+        "burstiness": args.burstiness,
+        "max_concurrency": args.max_concurrency,
+        "decoding": args.decoding,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "num_beams": args.num_beams,
+        "seed": args.seed,
+        "task": args.task,
+        "task_file": args.task_file,
+        "task_format": args.task_format,
+        "limit": args.limit,
+        "warmup_requests": args.warmup,
+        "timeout_s": args.timeout,
+        "options": _options(args.option),
+    }
+    if args.prompts:
+        values.update(workload="prompts", prompts_file=args.prompts)
+    spec = make_spec(values)
+    settings = SessionSettings(
+        idle_s=args.idle_s,
+        country=args.country,
+        intensity_g_per_kwh=args.intensity,
+        pue=args.pue,
+        meters=args.meters,
+        gpus=args.gpus.split(",") if args.gpus else None,
+        tdp_w=args.tdp,
+    )
+    sweep = Sweep(session=settings, runs=[(spec, 0)], source="wattlab run")
+    echo = None
+    if not args.json:
+        from wattlab.cli_views import event_printer
+
+        echo = event_printer()
+    results = Runner(sweep, store=Store(args.db), kind="run", echo=echo).run()
+    if not results:
+        print("interrupted before the run started", file=sys.stderr)
+        return 1
+    result = results[-1]
+    if args.json:
+        from wattlab.sessions.queries import to_jsonable
+
+        print(json.dumps(to_jsonable({k: result.get(k) for k in RUN_JSON_KEYS}), default=str))
+    else:
+        from wattlab.cli_views import print_run
+
+        print_run(result)
+    return 0 if result.get("status") == "finished" else 1
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from wattlab.sessions.runner import Runner, new_session_id
+    from wattlab.sessions.spec import load_sweep
+    from wattlab.sessions.store import Store
+
+    sweep = load_sweep(args.file)
+    store = Store(args.db)
+    session_id = args.resume
+    if session_id is None and not args.new:
+        session_id = _unfinished_session(store, sweep.hash())
+        if session_id:
+            print(f"resuming unfinished session {session_id} (finished runs are skipped; --new starts afresh)")
+    session_id = session_id or new_session_id()
+    if args.detach:
+        from wattlab.sessions.launch import start_detached
+
+        log = start_detached(args.file, session_id=session_id, db=args.db)
+        print(f"session {session_id}: {len(sweep.runs)} runs started in the background")
+        print(f"follow it: wattlab attach {session_id}   (log: {log})")
+        return 0
+    from wattlab.cli_views import SweepProgress
+
+    with SweepProgress(len(sweep.runs)) as progress:
+        results = Runner(sweep, store=store, session_id=session_id, echo=progress.on_event).run()
+    failed = [r for r in results if r.get("status") != "finished"]
+    print(f"session {session_id}: {len(results) - len(failed)} finished, {len(failed)} failed or interrupted")
+    return 1 if failed else 0
+
+
+def _unfinished_session(store: Any, sweep_hash: str) -> str | None:
+    rows = store.query(
+        "SELECT session_id FROM sessions WHERE sweep_hash = ? AND status <> 'finished' ORDER BY created_at DESC LIMIT 1",
+        [sweep_hash],
+    )[1]
+    return rows[0][0] if rows else None
+
+
+def cmd_runner(args: argparse.Namespace) -> int:
+    from wattlab.sessions.runner import Runner
+    from wattlab.sessions.spec import load_sweep
+    from wattlab.sessions.store import Store
+
+    results = Runner(load_sweep(args.file), store=Store(args.db), session_id=args.session).run()
+    return 0 if all(r.get("status") == "finished" for r in results) else 1
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from wattlab.app.main import run_console
+
+    return run_console(db=args.db)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "console"
+    handlers = {
+        "console": cmd_console,
+        "run": cmd_run,
+        "sweep": cmd_sweep,
+        "_runner": cmd_runner,
+    }
+    try:
+        if command in handlers:
+            return handlers[command](args)
+        from wattlab import cli_views
+
+        return getattr(cli_views, f"cmd_{command}")(args)
+    except WattlabError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"  fix: {exc.fix}", file=sys.stderr)
+        if os.environ.get("WATTLAB_DEBUG"):
+            raise
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""`wattlab doctor`: every meter and engine this box could use, available or not, why, and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def diagnose() -> dict[str, Any]:
+    from wattlab.engines import engine_status
+    from wattlab.meters import probe_all
+    from wattlab.meters.carbon import resolve_intensity
+    from wattlab.paths import data_dir, default_db_path
+
+    meters = []
+    for probe in probe_all():
+        meters.append(
+            {
+                "name": probe.meter,
+                "available": probe.available,
+                "detail": probe.reason if not probe.available else "; ".join(probe.details) or probe.reason,
+                "fix": probe.fix,
+            }
+        )
+    engines = []
+    for status in engine_status():
+        d = status if isinstance(status, dict) else status.as_dict()
+        engines.append(
+            {
+                "name": d["name"],
+                "available": d["installed"],
+                "detail": d.get("version") or d.get("reason") or "",
+                "fix": d.get("fix"),
+            }
+        )
+    try:
+        carbon = resolve_intensity().as_dict()
+    except Exception as exc:  # doctor reports, never crashes
+        carbon = {"error": str(exc)}
+    return {
+        "meters": meters,
+        "engines": engines,
+        "data_dir": str(data_dir()),
+        "database": str(default_db_path()),
+        "carbon": carbon,
+    }

@@ -1,0 +1,223 @@
+"""Model files wattlab makes once and caches under `models_dir()`.
+
+- A Hugging Face checkpoint de-quantized from a GGUF (transformers and vLLM load it). Its weights
+  are the GGUF's rounded values in fp32, so transformers/vLLM see the same model as llama.cpp up to
+  kernel numerics.
+- GGUF variants (Q8_0, F16, Q4_K_M, ...) requantized by llama.cpp's own quantizer. Honest caveat:
+  variants made from a Q4_1 source inherit its rounding. Their size, speed and energy differences
+  are real; their quality differences reflect requantization only, not what a variant made from
+  the original bf16 weights would score.
+- A tokenizer directory (the bundled SmolLM2 tokenizer) and random-weight model directories
+  (a shipped architecture config.json plus that tokenizer).
+
+Every build runs under a per-target lock file (two runners deriving at once wait, not collide)
+and lands by an atomic rename, so a killed build never leaves a half-written model in place.
+Heavy imports (transformers, torch, llama_cpp) happen inside the build functions only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from wattlab.errors import ConfigError, EngineNotInstalled, ModelError
+from wattlab.paths import models_dir
+
+CONFIGS_DIR = Path(__file__).with_name("configs")
+SOURCE_NOTE = "wattlab-source.json"  # written into every derived directory: what it was made from
+
+
+def source_key(path: Path) -> str:
+    """A short id of a source file's identity (path, size, mtime): a changed file derives anew."""
+    st = path.stat()
+    digest = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    return digest[:10]
+
+
+@contextlib.contextmanager
+def _lock(target: Path) -> Iterator[None]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / f".{target.name}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """Return `target`, building it first (into a temporary sibling, then renamed) if it is absent.
+
+    build(tmp) writes the file or directory at `tmp`. Concurrent callers wait on the lock; the
+    second finds the target present and returns at once.
+    """
+    if target.exists():
+        return target
+    with _lock(target):
+        if target.exists():
+            return target
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        _remove(tmp)
+        try:
+            build(tmp)
+            os.rename(tmp, target)
+        finally:
+            _remove(tmp)
+    return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _write_note(directory: Path, **fields: object) -> None:
+    (directory / SOURCE_NOTE).write_text(json.dumps({**fields, "made_unix_s": time.time()}, indent=1))
+
+
+def _require(module: str, extra: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise EngineNotInstalled(
+            f"deriving this model needs {module}, which is not installed",
+            fix=f"pip install 'wattlab[{extra}]'",
+        )
+
+
+# --- Hugging Face checkpoint from a GGUF -----------------------------------------------------
+
+
+def hf_checkpoint_path(gguf: Path) -> Path:
+    return models_dir() / "hf" / f"{gguf.stem}-{source_key(gguf)}"
+
+
+def ensure_hf_checkpoint(gguf: Path) -> Path:
+    """The transformers/vLLM checkpoint de-quantized from `gguf` (fp32), built on first use (~20 s)."""
+    return build_once(hf_checkpoint_path(gguf), lambda tmp: _build_hf_checkpoint(gguf, tmp))
+
+
+def _build_hf_checkpoint(gguf: Path, out: Path) -> None:
+    _require("transformers", "transformers")
+    _require("gguf", "transformers")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+    except Exception as exc:  # transformers raises many types for unsupported GGUF architectures
+        raise ModelError(
+            f"transformers cannot convert {gguf} to a checkpoint: {exc}",
+            fix="use the llamacpp engine for this GGUF, or give a Hugging Face checkpoint directory",
+        ) from exc
+    # The weights are plain fp32 tensors now; without this, save_pretrained records a "gguf"
+    # quantization that neither transformers nor vLLM can load back.
+    model.hf_quantizer = None
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("quantization_config", None)
+    config_path.write_text(json.dumps(config, indent=2))
+    _write_note(out, kind="hf-from-gguf", source=str(gguf))
+
+
+# --- tokenizer and random-weight model directories -------------------------------------------
+
+
+def ensure_tokenizer_dir(gguf: Path) -> Path:
+    """The Hugging Face tokenizer files of `gguf`, without its weights (for random-weight models).
+
+    Reuses a derived checkpoint's tokenizer when one exists.
+    """
+    checkpoint = hf_checkpoint_path(gguf)
+    if (checkpoint / "tokenizer.json").exists():
+        return checkpoint
+    target = models_dir() / "tokenizers" / f"{gguf.stem}-{source_key(gguf)}"
+
+    def build(tmp: Path) -> None:
+        _require("transformers", "transformers")
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
+        _write_note(tmp, kind="tokenizer-from-gguf", source=str(gguf))
+
+    return build_once(target, build)
+
+
+def random_config_path(arch: str) -> Path:
+    path = CONFIGS_DIR / f"{arch}.json"
+    if not path.exists():
+        raise ModelError(f"no shipped architecture config named {arch!r}", fix="see `wattlab models`")
+    return path
+
+
+def ensure_random_dir(arch: str, tokenizer_dir: Path | None) -> Path:
+    """A directory with the architecture's config.json and (when given) tokenizer files.
+
+    transformers builds random weights from it; vLLM loads it with load_format="dummy".
+    """
+    config_path = random_config_path(arch)
+    tag = source_key(config_path) + (f"-{tokenizer_dir.name}" if tokenizer_dir else "-bytes")
+    target = models_dir() / "random" / f"{arch}-{tag}"
+
+    def build(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
+        config = json.loads(config_path.read_text())
+        config.pop("_wattlab", None)  # provenance notes stay out of the loadable config
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        if tokenizer_dir is not None:
+            for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+                if (tokenizer_dir / name).exists():
+                    shutil.copy2(tokenizer_dir / name, tmp / name)
+        _write_note(tmp, kind="random-weights", arch=arch, tokenizer=str(tokenizer_dir or "bytes"))
+
+    return build_once(target, build)
+
+
+# --- GGUF requantization ---------------------------------------------------------------------
+
+
+def gguf_variant_path(source: Path, variant: str) -> Path:
+    return models_dir() / "gguf" / f"{source.stem}-{source_key(source)}.{variant}.gguf"
+
+
+def ensure_gguf_variant(source: Path, variant: str) -> Path:
+    """`source` requantized to `variant` by llama.cpp's quantizer (allow_requantize), cached."""
+    from wattlab.engines.gguf_meta import FILE_TYPE_IDS
+
+    if variant not in FILE_TYPE_IDS:
+        raise ConfigError(f"unknown GGUF type {variant!r}", fix=f"use one of: {', '.join(FILE_TYPE_IDS)}")
+    return build_once(gguf_variant_path(source, variant), lambda tmp: _quantize(source, tmp, variant))
+
+
+def _quantize(source: Path, out: Path, variant: str) -> None:
+    _require("llama_cpp", "llamacpp")
+    import llama_cpp
+
+    from wattlab.engines.gguf_meta import FILE_TYPE_IDS
+    from wattlab.engines.llamacpp_engine import quiet_llama_logs
+
+    quiet_llama_logs()  # its per-tensor report goes to wattlab's log buffer, not the terminal
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = FILE_TYPE_IDS[variant]
+    params.nthread = os.cpu_count() or 1
+    params.allow_requantize = True  # the source is already quantized (Q4_1 for the bundled model)
+    status = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
+    if status != 0 or not out.exists():
+        raise ModelError(
+            f"llama.cpp could not quantize {source} to {variant} (status {status})",
+            fix="check free disk space under the models dir, or choose another variant",
+        )

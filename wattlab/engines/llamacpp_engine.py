@@ -1,0 +1,449 @@
+"""llama.cpp adapter (llama-cpp-python's low-level API): GGUF files, real batching, per-token times.
+
+Batching is llama.cpp's own: one context with `n_seq_max` = max_batch sequences, and each
+`llama_decode` call carries one `llama_batch` holding the next token of every active sequence, plus
+chunks of newly admitted prompts (prefill and decode mixed, as llama.cpp's server does). A finished
+sequence's KV cells are dropped and the next waiting request takes its slot, so offline runs keep
+up to `batch_size` sequences busy and online runs admit a request the moment it arrives and a slot
+is free (continuous batching). Beam search: not offered (llama.cpp has no batched beam decoder).
+
+Tokens are chosen by llama.cpp sampler chains (greedy, or top-k -> top-p -> temperature -> seeded
+dist), one chain per request. `min_new_tokens` is forced with a logit-bias sampler that bans every
+end-of-generation token until that many tokens exist. Output ids exclude the EOS that ended a request.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import importlib.metadata
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import llama_cpp as lc
+import numpy as np
+
+from wattlab.engines import _common
+from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
+from wattlab.engines.gguf_meta import read_metadata
+from wattlab.errors import EngineError, ModelError, OutOfMemory
+
+# llama.cpp logs through one process-wide callback. Keep recent lines (to explain a failed load)
+# and print them only when asked: WATTLAB_LLAMA_VERBOSE=1.
+_LOG: collections.deque[str] = collections.deque(maxlen=64)
+
+
+@lc.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    message = text.decode("utf-8", errors="replace")
+    _LOG.append(message)
+    if os.environ.get("WATTLAB_LLAMA_VERBOSE") == "1":
+        sys.stderr.write(message)
+
+
+def quiet_llama_logs() -> None:
+    """Route llama.cpp's log through wattlab's buffer (also used while quantizing)."""
+    lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
+
+
+def _recent_log(lines: int = 6) -> str:
+    text = "".join(_LOG).strip().splitlines()
+    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One busy sequence of the context."""
+
+    seq: int
+    index: int  # position of the request in the caller's list
+    request: Request
+    forced: Any  # sampler chain banning EOS (None when min_new_tokens is 0)
+    free: Any  # sampler chain without the ban
+    prompt_done: int = 0  # prompt tokens decoded so far
+    pending_token: int | None = None  # sampled, not yet decoded
+    n_past: int = 0
+    generated: int = 0
+
+
+class LlamaCppEngine(Engine):
+    name: ClassVar[str] = "llamacpp"
+    SUPPORTS_ONLINE: ClassVar[bool] = True
+    SUPPORTS_BEAM: ClassVar[bool] = False
+    SUPPORTS_SAMPLING: ClassVar[bool] = True
+    SUPPORTS_LOGPROBS: ClassVar[bool] = True
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self._model: Any = None
+        self._ctx: Any = None
+        self._batch: Any = None
+        self._batch_capacity = 0
+        self._vocab: Any = None
+        self._n_vocab = 0
+        self._eog: set[int] = set()
+        self._gpu_layers = 0
+        self._main_gpu = 0
+        self._peak_rss = 0.0
+        self.num_parameters: int | None = None
+
+    @classmethod
+    def version(cls) -> str:
+        return f"llama-cpp-python {importlib.metadata.version('llama-cpp-python')}"
+
+    # --- load -----------------------------------------------------------------------------------
+    def load(self) -> None:
+        from wattlab.engines.models import ensure_files
+
+        ensure_files(self.config)
+        read_metadata(self.config.path)  # a non-GGUF or cut header is a ModelError, before llama.cpp
+        quiet_llama_logs()
+        lc.llama_backend_init()
+        opts = self.config.options
+        self._gpu_layers = self._gpu_layer_count(opts.get("n_gpu_layers"))
+        mparams = lc.llama_model_default_params()
+        mparams.n_gpu_layers = self._gpu_layers
+        if self._gpu_layers:
+            self._main_gpu = int(self.config.device.split(":")[1]) if ":" in self.config.device else 0
+            mparams.main_gpu = self._main_gpu
+            mparams.split_mode = lc.LLAMA_SPLIT_MODE_NONE  # one GPU, so its energy is the run's
+        _LOG.clear()
+        self._model = lc.llama_model_load_from_file(self.config.path.encode(), mparams)
+        if not self._model:
+            raise self._load_error()
+        self._vocab = lc.llama_model_get_vocab(self._model)
+        self._n_vocab = lc.llama_vocab_n_tokens(self._vocab)
+        self._eog = {t for t in range(self._n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)}
+        self.num_parameters = int(lc.llama_model_n_params(self._model))
+
+        n_seq = self.config.max_batch
+        threads = opts.get("n_threads") or len(os.sched_getaffinity(0))
+        self._batch_capacity = max(int(opts.get("n_batch", 512)), n_seq)
+        cparams = lc.llama_context_default_params()
+        cparams.n_ctx = n_seq * self.config.max_tokens
+        cparams.n_batch = self._batch_capacity
+        cparams.n_ubatch = min(self._batch_capacity, 512)
+        cparams.n_seq_max = n_seq
+        # Separate KV streams per sequence: prompts share no prefix in a benchmark, and a unified
+        # cache makes every sequence attend over all cells (llama.cpp PR 14363).
+        cparams.kv_unified = False
+        cparams.n_threads = cparams.n_threads_batch = int(threads)
+        cparams.no_perf = False
+        if "flash_attn" in opts:
+            cparams.flash_attn_type = (
+                lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts["flash_attn"] else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+        self._ctx = lc.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            reason = _recent_log()
+            self.close()
+            if "memory" in reason.lower() or "alloc" in reason.lower():
+                raise OutOfMemory(
+                    f"llama.cpp could not allocate a context of {cparams.n_ctx} tokens: {reason}",
+                    fix="lower --batch-size or the token lengths, or n_gpu_layers",
+                )
+            raise EngineError(f"llama.cpp could not create a context: {reason}", fix=_common.OOM_FIX)
+        self._batch = lc.llama_batch_init(self._batch_capacity, 0, 1)
+        self._peak_rss = _common.peak_rss_mib()
+
+    def _gpu_layer_count(self, requested: int | None) -> int:
+        device = self.config.device
+        if device == "cpu":
+            return 0
+        supported = bool(lc.llama_supports_gpu_offload())
+        if device.startswith("cuda") and not supported:
+            raise EngineError(
+                "this llama-cpp-python build cannot use the GPU (it was built without CUDA)",
+                fix="reinstall it with CMAKE_ARGS='-DGGML_CUDA=on' pip install --force-reinstall "
+                "--no-cache-dir llama-cpp-python, or use --device cpu",
+            )
+        if requested is not None:
+            return int(requested) if supported else 0
+        return -1 if supported else 0  # -1: every layer
+
+    def _load_error(self) -> ModelError | OutOfMemory:
+        reason = _recent_log() or "no reason given"
+        lowered = reason.lower()
+        if "unknown model architecture" in lowered:
+            fix = "this llama.cpp is too old for the model: pip install -U llama-cpp-python"
+        elif "out of memory" in lowered or "failed to allocate" in lowered:
+            return OutOfMemory(f"out of memory loading {self.config.path}: {reason}", fix=_common.OOM_FIX)
+        else:
+            fix = "the file is truncated or corrupt: download or copy it again (or delete it and re-derive)"
+        return ModelError(f"llama.cpp could not load {self.config.path}: {reason}", fix=fix)
+
+    # --- tokens ---------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        for _ in range(2):
+            buf = (lc.llama_token * size)()
+            n = lc.llama_tokenize(self._vocab, data, len(data), buf, size, False, True)
+            if n >= 0:
+                return list(buf[:n])
+            size = -n
+        raise EngineError("llama.cpp could not tokenize the text", fix="check the text is valid UTF-8")
+
+    def detokenize(self, ids: list[int]) -> str:
+        if not ids:
+            return ""
+        arr = (lc.llama_token * len(ids))(*ids)
+        size = len(ids) * 16 + 16
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(size)
+            n = lc.llama_detokenize(self._vocab, arr, len(ids), buf, size, True, False)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", errors="replace")
+            size = -n
+        raise EngineError("llama.cpp could not detokenize", fix="report this with the token ids")
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return tuple(sorted(self._eog))
+
+    # --- generation -----------------------------------------------------------------------------
+    def generate(
+        self, requests: list[Request], decoding: Decoding, batch_size: int, progress: Progress | None = None
+    ) -> list[Completion]:
+        return self._serve(requests, decoding, batch_size, online=False, progress=progress)
+
+    def generate_online(
+        self,
+        requests: list[Request],
+        decoding: Decoding,
+        max_concurrency: int,
+        progress: Progress | None = None,
+    ) -> list[Completion]:
+        return self._serve(requests, decoding, max_concurrency, online=True, progress=progress)
+
+    def _sampler(self, decoding: Decoding, seed: int, ban_eog: bool) -> Any:
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if ban_eog:
+            bans = (lc.llama_logit_bias * len(self._eog))(
+                *[lc.llama_logit_bias(t, float("-inf")) for t in sorted(self._eog)]
+            )
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_logit_bias(self._n_vocab, len(bans), bans))
+        if decoding.strategy == "greedy":
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+            return chain
+        if decoding.top_k > 0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(decoding.top_k))
+        if decoding.top_p < 1.0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(decoding.top_p, 1))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(decoding.temperature))
+        lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(seed))
+        return chain
+
+    def _add(self, n: int, token: int, pos: int, seq: int, want_logits: bool) -> None:
+        b = self._batch
+        b.token[n] = token
+        b.pos[n] = pos
+        b.n_seq_id[n] = 1
+        b.seq_id[n][0] = seq
+        b.logits[n] = want_logits
+
+    def _release(self, slot: _Slot) -> None:
+        lc.llama_memory_seq_rm(lc.llama_get_memory(self._ctx), slot.seq, -1, -1)
+        for chain in (slot.forced, slot.free):
+            if chain:
+                lc.llama_sampler_free(chain)
+
+    def _serve(
+        self,
+        requests: list[Request],
+        decoding: Decoding,
+        width: int,
+        online: bool,
+        progress: Progress | None,
+    ) -> list[Completion]:
+        if self._ctx is None:
+            raise EngineError("the llamacpp engine is not loaded", fix="call load() first")
+        _common.check_decoding(self, decoding)
+        _common.check_width(self, width, "max_concurrency" if online else "batch_size")
+        t0 = time.monotonic_ns()
+        done = _common.new_completions(requests, t0, online)
+        waiting = collections.deque(sorted(range(len(requests)), key=lambda i: (done[i].arrival_ns, i)))
+        free_seqs = list(range(width - 1, -1, -1))
+        active: dict[int, _Slot] = {}
+        n_ctx_seq = lc.llama_n_ctx_seq(self._ctx)
+        lc.llama_memory_clear(lc.llama_get_memory(self._ctx), True)
+        try:
+            while waiting or active:
+                self._admit(requests, decoding, done, waiting, free_seqs, active, online, n_ctx_seq)
+                if not active:
+                    if waiting:  # online: idle until the next arrival
+                        _common.sleep_until(done[waiting[0]].arrival_ns)
+                    continue
+                outputs = self._fill_batch(active)
+                status = lc.llama_decode(self._ctx, self._batch)
+                if status != 0:
+                    self._decode_failed(status, active, done, free_seqs)
+                    continue
+                new_tokens = self._sample(outputs, done, active, free_seqs)
+                if progress and new_tokens:
+                    progress(new_tokens)
+        finally:
+            for slot in active.values():
+                self._release(slot)
+        for completion in done:
+            completion.text = self.detokenize(completion.output_ids)
+        self._peak_rss = max(self._peak_rss, _common.peak_rss_mib())
+        return done
+
+    def _admit(
+        self,
+        requests: list[Request],
+        decoding: Decoding,
+        done: list[Completion],
+        waiting: collections.deque[int],
+        free_seqs: list[int],
+        active: dict[int, _Slot],
+        online: bool,
+        n_ctx_seq: int,
+    ) -> None:
+        now = time.monotonic_ns()
+        while waiting and free_seqs and (not online or done[waiting[0]].arrival_ns <= now):
+            i = waiting.popleft()
+            request = requests[i]
+            problem = _common.request_problem(request, n_ctx_seq, self._n_vocab)
+            if problem:
+                _common.fail(done[i], problem)
+                continue
+            seed = _common.request_seed(decoding.seed, request.id)
+            forced = self._sampler(decoding, seed, ban_eog=True) if request.min_new_tokens > 0 else None
+            seq = free_seqs.pop()
+            active[seq] = _Slot(seq, i, request, forced, self._sampler(decoding, seed, ban_eog=False))
+            done[i].start_ns = time.monotonic_ns()
+
+    def _fill_batch(self, active: dict[int, _Slot]) -> list[tuple[int, _Slot]]:
+        """Put every decoding sequence's next token, then prompt chunks, into the batch.
+
+        Returns (batch position, slot) for each position whose logits choose a new token.
+        """
+        n = 0
+        outputs: list[tuple[int, _Slot]] = []
+        for slot in active.values():
+            if slot.pending_token is not None:
+                self._add(n, slot.pending_token, slot.n_past, slot.seq, True)
+                outputs.append((n, slot))
+                slot.n_past += 1
+                slot.pending_token = None
+                n += 1
+        for slot in active.values():
+            prompt = slot.request.prompt_ids
+            while slot.prompt_done < len(prompt) and n < self._batch_capacity:
+                last = slot.prompt_done == len(prompt) - 1
+                self._add(n, prompt[slot.prompt_done], slot.prompt_done, slot.seq, last)
+                if last:
+                    outputs.append((n, slot))
+                slot.prompt_done += 1
+                slot.n_past = slot.prompt_done
+                n += 1
+        self._batch.n_tokens = n
+        return outputs
+
+    def _sample(
+        self,
+        outputs: list[tuple[int, _Slot]],
+        done: list[Completion],
+        active: dict[int, _Slot],
+        free_seqs: list[int],
+    ) -> int:
+        chosen: list[tuple[_Slot, int]] = []
+        for pos, slot in outputs:
+            use_forced = slot.forced is not None and slot.generated < slot.request.min_new_tokens
+            token = lc.llama_sampler_sample(slot.forced if use_forced else slot.free, self._ctx, pos)
+            chosen.append((slot, token))
+        t = time.monotonic_ns()  # the step's tokens are all known now
+        new_tokens = 0
+        for slot, token in chosen:
+            completion = done[slot.index]
+            slot.generated += 1
+            if token in self._eog:
+                completion.finish_reason = "stop"
+            else:
+                completion.record_tokens([token], t)
+                new_tokens += 1
+                if slot.generated >= slot.request.max_new_tokens:
+                    completion.finish_reason = "length"
+                else:
+                    slot.pending_token = token
+                    continue
+            completion.end_ns = t
+            self._release(slot)
+            del active[slot.seq]
+            free_seqs.append(slot.seq)
+        return new_tokens
+
+    def _decode_failed(
+        self, status: int, active: dict[int, _Slot], done: list[Completion], free_seqs: list[int]
+    ) -> None:
+        """Fail the requests in flight (the KV cache is full or the decode broke) and go on."""
+        if status == 1:
+            message = "llama.cpp found no KV-cache room for this batch (status 1)"
+        else:
+            message = f"llama_decode failed with status {status}: {_recent_log(3)}"
+        if status < 0 and "memory" in message.lower():
+            raise OutOfMemory(message, fix=_common.OOM_FIX)
+        for slot in list(active.values()):
+            _common.fail(done[slot.index], message)
+            self._release(slot)
+            del active[slot.seq]
+            free_seqs.append(slot.seq)
+
+    # --- perplexity -----------------------------------------------------------------------------
+    def prompt_logprobs(self, ids: list[int]) -> list[float]:
+        """log p(ids[i] | ids[:i]) for i >= 1, natural log, from llama.cpp's logits (sequence 0)."""
+        if self._ctx is None:
+            raise EngineError("the llamacpp engine is not loaded", fix="call load() first")
+        n_ctx_seq = lc.llama_n_ctx_seq(self._ctx)
+        if len(ids) > n_ctx_seq:
+            raise EngineError(
+                f"the text is {len(ids)} tokens, more than the context's {n_ctx_seq} per sequence",
+                fix="load the engine with a larger max_tokens, or split the text",
+            )
+        memory = lc.llama_get_memory(self._ctx)
+        lc.llama_memory_clear(memory, True)
+        result: list[float] = []
+        try:
+            for start in range(0, len(ids), self._batch_capacity):
+                chunk = ids[start : start + self._batch_capacity]
+                for j, token in enumerate(chunk):
+                    self._add(j, token, start + j, 0, True)
+                self._batch.n_tokens = len(chunk)
+                status = lc.llama_decode(self._ctx, self._batch)
+                if status != 0:
+                    raise EngineError(f"llama_decode failed with status {status}", fix=_common.OOM_FIX)
+                logits = np.ctypeslib.as_array(lc.llama_get_logits(self._ctx), shape=(len(chunk), self._n_vocab))
+                logits = logits.astype(np.float64)
+                peak = logits.max(axis=1, keepdims=True)
+                log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
+                for j in range(len(chunk)):
+                    target = start + j + 1
+                    if target < len(ids):
+                        result.append(float(logits[j, ids[target]] - log_norm[j]))
+        finally:
+            lc.llama_memory_clear(memory, True)
+        return result
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+    def devices(self) -> list[str]:
+        return [_common.gpu_device_id(self._main_gpu)] if self._gpu_layers else ["cpu"]
+
+    def peak_memory_mib(self) -> float | None:
+        return self._peak_rss or None
+
+    def close(self) -> None:
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            lc.llama_free(self._ctx)
+        self._ctx = None
+        if self._model:
+            lc.llama_model_free(self._model)
+        self._model = None
+

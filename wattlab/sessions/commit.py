@@ -1,0 +1,220 @@
+"""Writing sessions into DuckDB: live commits per run, and recovery from a spool.
+
+Live: after each run the runner commits that run's rows plus every timeline item (samples, marks)
+gathered since the last commit, in one short transaction. If the database is locked or the disk
+is full, the items stay queued and go with the next commit; the spool has them regardless.
+
+Recovery: a spool without its `committed` marker whose runner is dead (kill -9, power cut, a full
+disk at the end) is ingested whole: the session's rows are deleted and rebuilt from the spool, so
+ingesting twice is harmless. Runs that started but never ended become `interrupted`, with their
+samples kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import duckdb
+
+from wattlab.meters.base import _SHORT_NAMES
+from wattlab.sessions.spool import Spool, list_spools
+from wattlab.sessions.store import Store
+
+_SESSION_TABLES = ("runs", "run_energy", "requests", "quality", "samples", "marks", "domains", "sessions")
+_SAMPLE_COLUMNS = ["t_ns", "domain_id", *(_SHORT_NAMES.values())]
+_JSON_COLUMNS = {"spec_json", "meters_json", "carbon_json", "idle_json", "result_json"}
+
+_columns_cache: dict[str, list[str]] = {}
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    if table not in _columns_cache:
+        _columns_cache[table] = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+    return _columns_cache[table]
+
+
+def _insert_dicts(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Insert rows given as dicts; keys that are not columns are ignored."""
+    if not rows:
+        return
+    cols = [c for c in _columns(con, table) if any(c in r for r in rows)]
+    data = {}
+    import numpy as np
+
+    for c in cols:
+        values = [r.get(c) for r in rows]
+        if c in _JSON_COLUMNS or c == "data":
+            values = [None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str)) for v in values]
+        column = np.empty(len(values), dtype=object)  # 1-D even when values are equal-length lists
+        for i, v in enumerate(values):
+            column[i] = v
+        data[c] = column
+    names = ", ".join(cols)
+    rows_frame = data  # noqa: F841 - read by DuckDB's replacement scan below (a dict of numpy arrays)
+    con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM rows_frame")
+
+
+def write_session(con: duckdb.DuckDBPyConnection, session: dict[str, Any]) -> None:
+    con.execute("DELETE FROM sessions WHERE session_id = ?", [session["session_id"]])
+    _insert_dicts(con, "sessions", [session])
+
+
+def write_domains(con: duckdb.DuckDBPyConnection, session_id: str, domains: list[dict[str, Any]], idle_w: dict[str, float]) -> None:
+    con.execute("DELETE FROM domains WHERE session_id = ?", [session_id])
+    rows = [
+        {**d, "domain_id": d["id"], "session_id": session_id, "idle_power_w": idle_w.get(d["id"])}
+        for d in domains
+    ]
+    _insert_dicts(con, "domains", rows)
+
+
+def write_run(con: duckdb.DuckDBPyConnection, result: dict[str, Any]) -> None:
+    """A run's row and its energy, request and quality rows (replacing any earlier version)."""
+    run_id = result["run_id"]
+    for table in ("runs", "run_energy", "requests", "quality"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+    row = {k: v for k, v in result.items() if k not in ("energy", "requests_detail", "quality_detail")}
+    row["result_json"] = {k: v for k, v in result.items() if k != "requests_detail"}
+    _insert_dicts(con, "runs", [row])
+    extra = {"run_id": run_id, "session_id": result["session_id"]}
+    _insert_dicts(con, "run_energy", [{**r, **extra} for r in result.get("energy") or []])
+    _insert_dicts(con, "requests", [{**r, **extra} for r in result.get("requests_detail") or []])
+    _insert_dicts(con, "quality", [{**r, **extra} for r in result.get("quality_detail") or []])
+
+
+def write_timeline_items(con: duckdb.DuckDBPyConnection, session_id: str, items: Iterable[dict[str, Any]]) -> None:
+    """Samples and marks (timeline-file items) into their tables, via numpy columns (fast)."""
+    import numpy as np
+
+    samples = [i for i in items if "d" in i and "t" in i]
+    marks = [i for i in items if "m" in i]
+    if samples:
+        data: dict[str, Any] = {
+            "session_id": np.array([session_id] * len(samples), dtype=object),
+            "t_ns": np.array([s["t"] for s in samples], dtype=np.int64),
+            "domain_id": np.array([s["d"] for s in samples], dtype=object),
+        }
+        for key, name in _SHORT_NAMES.items():
+            if name == "error":
+                data[name] = np.array([s.get(key) for s in samples], dtype=object)
+            else:
+                data[name] = np.array([s.get(key, np.nan) for s in samples], dtype=np.float64)
+        cols = ", ".join(data)
+        # NaN stands for "no reading" in the numpy columns; store it as NULL.
+        select = ", ".join(
+            f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END" if c in _SHORT_NAMES.values() and c != "error" else c
+            for c in data
+        )
+        samples_frame = data  # noqa: F841 - read by DuckDB's replacement scan
+        con.execute(f"INSERT INTO samples ({cols}) SELECT {select} FROM samples_frame")
+    if marks:
+        rows = [
+            {"session_id": session_id, "run_id": m.get("r"), "t_ns": m["t"], "name": m["m"], "data": m.get("x")}
+            for m in marks
+        ]
+        _insert_dicts(con, "marks", rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Recovery
+# --------------------------------------------------------------------------------------------------
+def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None) -> dict[str, Any]:
+    """Rebuild a session's rows from its spool. Returns a summary (runs ingested, interrupted)."""
+    session = spool.session()
+    session_id = spool.session_id
+    started: dict[str, dict[str, Any]] = {}
+    ended: dict[str, dict[str, Any]] = {}
+    idle_w: dict[str, float] = {}
+    session_status = None
+    ended_at = None
+    for ev in spool.events():
+        kind = ev.get("ev")
+        if kind == "run_start":
+            started[ev["run_id"]] = ev
+        elif kind == "run_end":
+            ended[ev["result"]["run_id"]] = ev["result"]
+        elif kind == "idle":
+            idle_w = ev.get("idle_w", {})
+        elif kind == "session_end":
+            session_status = ev.get("status")
+            ended_at = ev.get("ended_at")
+        elif kind == "session_update":
+            session.update(ev.get("fields", {}))
+    interrupted = [rid for rid in started if rid not in ended]
+    domains: dict[str, dict[str, Any]] = {}
+    from wattlab.meters.timeline import iter_timeline_items
+
+    if spool.timeline_path.exists():
+        for item in iter_timeline_items(spool.timeline_path):
+            if "domains" in item and "t" not in item:
+                for d in item["domains"]:
+                    domains[d["id"]] = d
+    session = {
+        **session,
+        "session_id": session_id,
+        "status": session_status or final_status or "interrupted",
+        "ended_at": ended_at or session.get("ended_at"),
+        "idle_json": {"idle_w": idle_w},
+        "spool_dir": str(spool.dir),
+    }
+    with store.writer() as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table in _SESSION_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE session_id = ?", [session_id])
+            write_session(con, session)
+            write_domains(con, session_id, list(domains.values()), idle_w)
+            for result in ended.values():
+                write_run(con, result)
+            for rid in interrupted:
+                ev = started[rid]
+                write_run(
+                    con,
+                    {
+                        **(ev.get("row") or {}),
+                        "run_id": rid,
+                        "session_id": session_id,
+                        "status": "interrupted",
+                        "error": "the runner stopped before this run finished (killed, crashed or power lost)",
+                        "error_fix": "rerun the sweep: finished runs are kept and skipped",
+                    },
+                )
+            if spool.timeline_path.exists():
+                _ingest_timeline_file(con, session_id, str(spool.timeline_path))
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    spool.mark_committed()
+    return {"session_id": session_id, "runs": len(ended), "interrupted": interrupted}
+
+
+def _ingest_timeline_file(con: duckdb.DuckDBPyConnection, session_id: str, path: str) -> None:
+    cols = {"t": "BIGINT", "d": "VARCHAR", **{k: ("VARCHAR" if k == "err" else "DOUBLE") for k in _SHORT_NAMES}}
+    spec = ", ".join(f"{k}: '{v}'" for k, v in cols.items())
+    names = ", ".join(_SHORT_NAMES.values())
+    keys = ", ".join(f'"{k}"' for k in _SHORT_NAMES)
+    con.execute(
+        f"INSERT INTO samples (session_id, t_ns, domain_id, {names}) "
+        f"SELECT ?, t, d, {keys} FROM read_json(?, format='newline_delimited', ignore_errors=true, "
+        f"columns={{{spec}}}) WHERE d IS NOT NULL AND t IS NOT NULL",
+        [session_id, path],
+    )
+    con.execute(
+        "INSERT INTO marks (session_id, run_id, t_ns, name, data) "
+        "SELECT ?, r, t, m, x FROM read_json(?, format='newline_delimited', ignore_errors=true, "
+        "columns={t: 'BIGINT', m: 'VARCHAR', r: 'VARCHAR', x: 'JSON'}) WHERE m IS NOT NULL",
+        [session_id, path],
+    )
+
+
+def recover(store: Store, root: Any = None) -> list[dict[str, Any]]:
+    """Ingest every spool whose runner died before committing it. Safe to call often."""
+    done = []
+    for spool in list_spools(root):
+        if spool.committed or spool.runner_alive():
+            continue
+        done.append(ingest_spool(store, spool))
+    return done

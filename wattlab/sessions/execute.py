@@ -1,0 +1,245 @@
+"""One run inside a session: prepare, warm up, measure, and compute every figure with its method."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wattlab.engines.base import Completion
+from wattlab.engines.worker import WorkerClient
+from wattlab.errors import ConfigError
+from wattlab.meters.timeline import Timeline
+from wattlab.meters.windows import NS
+from wattlab.sessions import figures
+from wattlab.sessions.spec import RunSpec
+
+WARMUP_MAX_TOKENS = 16
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    spec: RunSpec
+    timeline: Timeline
+    idle_w: dict[str, float]
+    carbon: Any  # wattlab.meters.carbon.CarbonIntensity
+    pue: float
+    row: dict[str, Any]
+    worker: WorkerClient | None = None
+    load_info: dict[str, Any] | None = None  # set when this run loaded the engine
+
+
+def _check_capabilities(spec: RunSpec, caps: dict[str, bool], engine: str, needs_logprobs: bool) -> None:
+    """Refuse, before anything runs, what this engine cannot do."""
+    if spec.decoding == "beam" and not caps.get("beam"):
+        raise ConfigError(f"the {engine} engine has no beam search", fix="use decoding = greedy or sample, or transformers")
+    if spec.decoding == "sample" and not caps.get("sampling"):
+        raise ConfigError(f"the {engine} engine cannot sample", fix="use decoding = greedy")
+    if spec.mode == "online" and not caps.get("online"):
+        raise ConfigError(f"the {engine} engine has no online mode", fix="use mode = offline, or vllm / llamacpp / openai")
+    if needs_logprobs and not caps.get("logprobs"):
+        raise ConfigError(
+            f"the {engine} engine cannot return log-probabilities, which perplexity needs",
+            fix="run the perplexity task on transformers, llamacpp or vllm",
+        )
+
+
+def _window_bounds(timeline: Timeline, run_id: str, name: str) -> tuple[int, int] | None:
+    starts = timeline.find_marks(f"{name}_start", run_id)
+    ends = timeline.find_marks(f"{name}_end", run_id)
+    if not starts or not ends:
+        return None
+    return starts[-1].t_ns, ends[-1].t_ns
+
+
+def execute_run(ctx: RunContext) -> dict[str, Any]:
+    spec, worker, timeline = ctx.spec, ctx.worker, ctx.timeline
+    assert worker is not None
+    info = worker.info
+    result: dict[str, Any] = {
+        **ctx.row,
+        "engine_version": info.get("version"),
+        "devices": ",".join(info.get("devices") or ["cpu"]),
+        "params": info.get("params"),
+        "worker_reused": ctx.load_info is None,
+    }
+    domains = figures.attributed_domains(timeline.domains.values(), info.get("devices") or ["cpu"])
+    timeout = spec.timeout_s
+    prepared = worker.call("prepare", workload=spec.workload_dict(), timeout_s=timeout)
+    meta = prepared.get("meta", {})
+    requests = prepared["requests"]
+    needs_logprobs = bool(meta.get("needs_logprobs"))
+    _check_capabilities(spec, info.get("caps", {}), spec.engine, needs_logprobs)
+    result["requests"] = len(requests)
+    result["input_tokens"] = result["input_tokens"] if meta.get("kind") == "synthetic" else round(meta.get("input_tokens_mean", 0))
+
+    energy_rows: list[dict[str, Any]] = []
+    if ctx.load_info is not None and (b := _window_bounds(timeline, ctx.run_id, "load")):
+        energy_rows += figures.windows_energy(timeline, domains, "load", [b], ctx.idle_w)
+        result["load_s"] = (b[1] - b[0]) / NS
+
+    if spec.warmup_requests and not needs_logprobs:
+        warm = [
+            {**r, "max_new_tokens": min(r["max_new_tokens"], WARMUP_MAX_TOKENS),
+             "min_new_tokens": min(r["min_new_tokens"], WARMUP_MAX_TOKENS), "arrival_s": 0.0}
+            for r in requests[: spec.warmup_requests]
+        ]
+        worker.call("generate", requests=warm, decoding=spec.decoding_dict(), batch_size=spec.batch_size,
+                    mode="offline", window="warmup", timeout_s=timeout)
+        if b := _window_bounds(timeline, ctx.run_id, "warmup"):
+            energy_rows += figures.windows_energy(timeline, domains, "warmup", [b], ctx.idle_w)
+            result["warmup_s"] = (b[1] - b[0]) / NS
+
+    if needs_logprobs:
+        out = worker.call("logprobs", ids=[r["prompt_ids"] for r in requests], timeout_s=timeout)
+        completions: list[Completion] = []
+        bounds = _window_bounds(timeline, ctx.run_id, "logprobs")
+    else:
+        out = worker.call(
+            "generate",
+            requests=requests,
+            decoding=spec.decoding_dict(),
+            batch_size=spec.batch_size,
+            mode=spec.mode,
+            max_concurrency=spec.max_concurrency or spec.batch_size,
+            window="run",
+            timeout_s=timeout,
+        )
+        completions = [Completion.from_dict(c) for c in out["completions"]]
+        bounds = _window_bounds(timeline, ctx.run_id, "run")
+    assert bounds is not None, "the worker did not mark the measured window"
+    t0, t1 = bounds
+    # Let the samplers take one more reading past the window's end, so both edges are bracketed.
+    time.sleep(timeline.power_period_s * 1.5)
+
+    if needs_logprobs:
+        n_tokens = sum(max(0, len(r["prompt_ids"]) - 1) for r in requests)
+        result.update(duration_s=(t1 - t0) / NS, tokens_in=n_tokens, tokens_out=0, requests_ok=len(requests))
+        result["total_tok_s"] = n_tokens / result["duration_s"] if result["duration_s"] > 0 else None
+    else:
+        result.update(figures.latency_figures(completions, t0, t1))
+    result["peak_mem_mib"] = out.get("peak_mem_mib")
+
+    energy_rows += figures.windows_energy(timeline, domains, "measured", [(t0, t1)], ctx.idle_w)
+    steady = figures.steady_interval(completions)
+    if steady:
+        energy_rows += figures.windows_energy(timeline, domains, "steady", [steady], ctx.idle_w)
+    if spec.mode == "offline" and completions:
+        prefill, decode = figures.prefill_decode_intervals(completions)
+        energy_rows += figures.windows_energy(timeline, domains, "prefill", prefill, ctx.idle_w)
+        energy_rows += figures.windows_energy(timeline, domains, "decode", decode, ctx.idle_w)
+    result["energy"] = energy_rows
+    result.update(energy_figures(result, energy_rows, steady, completions, ctx))
+    result["peak_power_w"] = figures.peak_total_power(timeline, domains, t0, t1)
+    result["util_mean_pct"] = figures.mean_util(timeline, domains, t0, t1)
+    result["t0_ns"], result["t1_ns"] = t0, t1
+    result["requests_detail"] = [request_row(c) for c in completions]
+
+    if meta.get("kind") == "task":
+        result.update(score_task(spec, completions, out.get("logprobs"), requests))
+    flags = sorted({f for r in energy_rows if r["window_name"] == "measured" for f in r["flags"].split(",") if f})
+    if result.get("energy_method") == "estimated":
+        flags.insert(0, "energy-estimated")
+    result["flags"] = ",".join(flags)
+    result["status"] = "finished"
+    from wattlab.sessions.runner import utc_now
+
+    result["ended_at"] = utc_now().isoformat()
+    return result
+
+
+def energy_figures(
+    result: dict[str, Any],
+    rows: list[dict[str, Any]],
+    steady: tuple[int, int] | None,
+    completions: list[Completion],
+    ctx: RunContext,
+) -> dict[str, Any]:
+    """Headline energy and carbon figures of the measured window, with their method."""
+    measured = figures.total_of(rows, "measured")
+    energy = measured["energy_j"]
+    tokens_out = result.get("tokens_out") or 0
+    n_ok = result.get("requests_ok") or 0
+    duration = result.get("duration_s") or 0.0
+    out: dict[str, Any] = {
+        "energy_j": energy,
+        "energy_net_j": measured["energy_net_j"],
+        "energy_method": measured["method"],
+        "energy_coverage": measured["coverage"],
+        "carbon_g_per_kwh": ctx.carbon.g_per_kwh,
+        "carbon_source": ctx.carbon.source,
+        "pue": ctx.pue,
+    }
+    load = figures.total_of(rows, "load")
+    out["load_energy_j"], out["load_energy_method"] = load["energy_j"], load["method"]
+    if energy is None:
+        return out
+    from wattlab.meters.carbon import gco2e
+
+    out["j_per_token"] = energy / tokens_out if tokens_out else None
+    net = measured["energy_net_j"]
+    out["j_per_token_net"] = net / tokens_out if (tokens_out and net is not None) else None
+    out["j_per_request"] = energy / n_ok if n_ok else None
+    out["tokens_per_j"] = tokens_out / energy if energy > 0 and tokens_out else None
+    out["wh_per_1k_requests"] = energy / 3600.0 / n_ok * 1000.0 if n_ok else None
+    out["gco2e"] = gco2e(energy, ctx.carbon.g_per_kwh, ctx.pue)
+    out["gco2e_per_request"] = out["gco2e"] / n_ok if n_ok else None
+    out["mean_power_w"] = energy / duration if duration > 0 else None
+    if steady:
+        st = figures.total_of(rows, "steady")
+        steady_tokens = figures.tokens_in_interval(completions, steady)
+        out["steady_energy_j"] = st["energy_j"]
+        out["steady_tokens"] = steady_tokens
+        if st["energy_j"] is not None and steady_tokens:
+            out["steady_j_per_token"] = st["energy_j"] / steady_tokens
+    return out
+
+
+def request_row(c: Completion) -> dict[str, Any]:
+    arrival = c.arrival_ns
+    ttft = (c.first_token_ns - arrival) / NS if c.first_token_ns is not None else None
+    e2e = (c.end_ns - arrival) / NS if c.end_ns is not None else None
+    tpot = None
+    if c.output_tokens > 1 and c.first_token_ns is not None and c.end_ns is not None:
+        tpot = (c.end_ns - c.first_token_ns) / NS / (c.output_tokens - 1)
+    return {
+        "request_id": c.id,
+        "input_tokens": c.input_tokens,
+        "output_tokens": c.output_tokens,
+        "arrival_ns": arrival,
+        "first_token_ns": c.first_token_ns,
+        "end_ns": c.end_ns,
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "e2e_s": e2e,
+        "token_ns": c.token_ns,
+        "finish_reason": c.finish_reason,
+        "output_text": c.text,
+        "error": c.error,
+    }
+
+
+def score_task(
+    spec: RunSpec, completions: list[Completion], logprobs: list[list[float]] | None, requests: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Quality of a task run: the task's metrics on the outputs (or log-probs, for perplexity)."""
+    from wattlab.workloads import load_task
+
+    task = load_task(spec.workload_dict())
+    items = task.items(spec.limit)
+    if task.needs_logprobs:
+        score = task.score_logprobs(items, logprobs or [], [len(r["prompt_ids"]) for r in requests])
+    else:
+        by_id = {c.id: c.text for c in completions}
+        score = task.score(items, [by_id.get(i, "") for i in range(len(items))])
+    headline = task.metrics[0]
+    return {
+        "quality": score.metrics.get(headline),
+        "quality_metric": headline,
+        "quality_metrics": score.metrics,
+        "quality_detail": [
+            {"task": task.name, "metric": k, "value": v, "n": score.n} for k, v in score.metrics.items()
+        ],
+        "quality_items": score.per_item,
+    }

@@ -1,0 +1,215 @@
+"""Turning a run's completions and its timeline into figures: latency, throughput, energy, carbon.
+
+Definitions (as `vllm bench` and ML.ENERGY use them):
+- TTFT = first token time - arrival time (offline: arrival = when the batch was submitted).
+- TPOT = (E2E - TTFT) / (output tokens - 1), per request with at least 2 output tokens.
+- ITL  = gaps between successive token arrivals of a request (tokens that arrive together count once).
+- E2E  = end - arrival.
+- Throughput = output tokens / measured window; total tok/s adds input tokens.
+- Steady state = the stretch where the most requests were decoding at once (from when the batch
+  first fills to when it starts draining); its J/token is ML.ENERGY's headline figure.
+- Prefill / decode windows (offline): per batch, submission -> last first token, then -> batch end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from wattlab.engines.base import Completion
+from wattlab.meters.base import Domain, weakest_method
+from wattlab.meters.timeline import Timeline
+from wattlab.meters.windows import NS, WindowEnergy
+
+Interval = tuple[int, int]
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """q-th percentile (0..100) with linear interpolation; None for no values."""
+    if not values:
+        return None
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _stats(prefix: str, values: list[float], mean: bool = True) -> dict[str, float | None]:
+    out = {f"{prefix}_p{q}_s": percentile(values, q) for q in (50, 90, 99)}
+    if mean:
+        out[f"{prefix}_mean_s"] = sum(values) / len(values) if values else None
+    return out
+
+
+def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> dict[str, Any]:
+    ok = [c for c in completions if c.error is None and c.end_ns is not None]
+    ttft, tpot, itl, e2e = [], [], [], []
+    for c in ok:
+        arrival = c.arrival_ns or t0_ns
+        if c.first_token_ns is not None:
+            ttft.append((c.first_token_ns - arrival) / NS)
+        e2e.append((int(c.end_ns or 0) - arrival) / NS)
+        if c.output_tokens > 1 and c.first_token_ns is not None:
+            tpot.append((int(c.end_ns or 0) - c.first_token_ns) / NS / (c.output_tokens - 1))
+        distinct = sorted(set(c.token_ns))
+        itl.extend((b - a) / NS for a, b in zip(distinct, distinct[1:], strict=False))
+    duration = (t1_ns - t0_ns) / NS
+    tokens_in = sum(c.input_tokens for c in ok)
+    tokens_out = sum(c.output_tokens for c in ok)
+    return {
+        "duration_s": duration,
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "requests_ok": len(ok),
+        "throughput_tok_s": tokens_out / duration if duration > 0 else None,
+        "total_tok_s": (tokens_in + tokens_out) / duration if duration > 0 else None,
+        "requests_per_s": len(ok) / duration if duration > 0 else None,
+        **_stats("ttft", ttft),
+        **_stats("tpot", tpot),
+        **_stats("itl", itl, mean=False),
+        **_stats("e2e", e2e),
+    }
+
+
+def steady_interval(completions: list[Completion]) -> Interval | None:
+    """The longest stretch during which the number of decoding requests was at its maximum."""
+    events: list[tuple[int, int]] = []
+    for c in completions:
+        if c.first_token_ns is not None and c.end_ns is not None and c.end_ns > c.first_token_ns:
+            events.append((c.first_token_ns, 1))
+            events.append((c.end_ns, -1))
+    if not events:
+        return None
+    events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
+    active = peak = 0
+    for _, delta in events:
+        active += delta
+        peak = max(peak, active)
+    best: Interval | None = None
+    active = 0
+    start: int | None = None
+    for t, delta in events:
+        active += delta
+        if active == peak and start is None:
+            start = t
+        elif active < peak and start is not None:
+            if best is None or t - start > best[1] - best[0]:
+                best = (start, t)
+            start = None
+    return best
+
+
+def prefill_decode_intervals(completions: list[Completion]) -> tuple[list[Interval], list[Interval]]:
+    """Per static batch (requests sharing a start time): [start, last first token], [that, end]."""
+    batches: dict[int, list[Completion]] = {}
+    for c in completions:
+        if c.first_token_ns is not None and c.end_ns is not None:
+            batches.setdefault(c.start_ns, []).append(c)
+    prefill, decode = [], []
+    for start, group in sorted(batches.items()):
+        last_first = max(int(c.first_token_ns or 0) for c in group)
+        end = max(int(c.end_ns or 0) for c in group)
+        if last_first > start:
+            prefill.append((start, last_first))
+        if end > last_first:
+            decode.append((last_first, end))
+    return prefill, decode
+
+
+def tokens_in_interval(completions: Iterable[Completion], iv: Interval) -> int:
+    return sum(1 for c in completions for t in c.token_ns if iv[0] <= t <= iv[1])
+
+
+def attributed_domains(domains: Iterable[Domain], devices: Iterable[str]) -> list[Domain]:
+    """The top-level domains of the devices a run used (never other GPUs, never Jetson sub-rails).
+
+    The host CPU and DRAM serve every run, so `cpu` domains are always included.
+    """
+    used = set(devices) | {"cpu"}
+    if any(d.startswith("gpu") for d in used) or "soc" in used:
+        used.add("soc")  # a Jetson's board total includes its integrated GPU
+    return [d for d in domains if d.parent is None and d.device in used]
+
+
+def windows_energy(
+    timeline: Timeline,
+    domains: list[Domain],
+    name: str,
+    intervals: list[Interval],
+    idle_w: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Energy rows (one per domain) for a window made of one or more intervals."""
+    rows = []
+    for d in domains:
+        parts: list[WindowEnergy] = [
+            timeline.window(d.id, a, b, idle_power_w=idle_w.get(d.id)) for a, b in intervals if b > a
+        ]
+        if not parts:
+            continue
+        energies = [p.energy_j for p in parts]
+        total = None if any(e is None for e in energies) else sum(e for e in energies if e is not None)
+        nets = [p.net_energy_j for p in parts]
+        net = None if any(n is None for n in nets) else sum(n for n in nets if n is not None)
+        duration = sum(p.duration_s for p in parts)
+        rows.append(
+            {
+                "window_name": name,
+                "domain_id": d.id,
+                "energy_j": total,
+                "net_energy_j": net,
+                "method": weakest_method([p.method for p in parts]),
+                "coverage": min(p.coverage for p in parts),
+                "gaps": sum(p.gaps for p in parts),
+                "duration_s": duration,
+                "mean_power_w": total / duration if total is not None and duration > 0 else None,
+                "peak_power_w": max((p.peak_power_w for p in parts if p.peak_power_w is not None), default=None),
+                "idle_power_w": idle_w.get(d.id),
+                "flags": ",".join(sorted({f for p in parts for f in p.flags})),
+            }
+        )
+    return rows
+
+
+def total_of(rows: list[dict[str, Any]], window: str) -> dict[str, Any]:
+    """Sum of a window's domain rows: gross, net, weakest method, lowest coverage."""
+    mine = [r for r in rows if r["window_name"] == window]
+    if not mine or any(r["energy_j"] is None for r in mine):
+        return {"energy_j": None, "energy_net_j": None, "method": None, "coverage": 0.0 if mine else None}
+    nets = [r["net_energy_j"] for r in mine]
+    return {
+        "energy_j": sum(r["energy_j"] for r in mine),
+        "energy_net_j": None if any(n is None for n in nets) else sum(nets),
+        "method": weakest_method([r["method"] for r in mine]),
+        "coverage": min(r["coverage"] for r in mine),
+    }
+
+
+def peak_total_power(timeline: Timeline, domains: list[Domain], t0: int, t1: int) -> float | None:
+    """Highest summed power of the domains at any reading time in [t0, t1] (interpolated per domain)."""
+    from wattlab.meters.windows import interpolate
+
+    series = {d.id: timeline.series(d.id) for d in domains}
+    times = sorted({t for s in series.values() for t in s.power_t if t0 <= t <= t1})
+    best = None
+    for t in times:
+        total = 0.0
+        for s in series.values():
+            p = interpolate(s.power_t, s.power_w, t)
+            if p is None:
+                break
+            total += p
+        else:
+            best = total if best is None else max(best, total)
+    return best
+
+
+def mean_util(timeline: Timeline, domains: list[Domain], t0: int, t1: int) -> float | None:
+    """Mean utilization of the accelerator domains if any, else of the CPU domains (%)."""
+    gpu = [d for d in domains if d.kind in ("gpu", "soc")]
+    chosen = gpu or [d for d in domains if d.kind == "cpu"]
+    vals = [v for d in chosen if (v := timeline.mean_util(d.id, t0, t1)) is not None]
+    return sum(vals) / len(vals) if vals else None

@@ -1,0 +1,209 @@
+"""Read-side queries shared by the CLI and the console: sessions, runs, compare, export, SQL.
+
+Every function opens the database read-only for one query (see store.py), so a running sweep can
+keep committing while the console or a script reads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from wattlab.errors import ConfigError, StoreError
+from wattlab.sessions.store import Store
+
+RUN_SUMMARY_COLUMNS = [
+    "run_id", "session_id", "status", "engine", "model", "quant", "mode", "batch_size", "input_tokens",
+    "output_tokens", "requests", "task", "throughput_tok_s", "ttft_p50_s", "tpot_p50_s", "e2e_p50_s",
+    "energy_j", "energy_net_j", "energy_method", "j_per_token", "gco2e", "quality", "quality_metric",
+    "duration_s", "started_at", "error",
+]
+
+# What a figure means and how `show`/the console label it: (column, label, unit, method column).
+FIGURES: list[tuple[str, str, str, str | None]] = [
+    ("duration_s", "measured window", "s", None),
+    ("load_s", "load time", "s", None),
+    ("load_energy_j", "load energy", "J", "load_energy_method"),
+    ("tokens_in", "input tokens", "", None),
+    ("tokens_out", "output tokens", "", None),
+    ("throughput_tok_s", "output throughput", "tok/s", None),
+    ("total_tok_s", "total throughput", "tok/s", None),
+    ("requests_per_s", "request rate", "req/s", None),
+    ("ttft_p50_s", "TTFT p50", "s", None),
+    ("ttft_p90_s", "TTFT p90", "s", None),
+    ("ttft_p99_s", "TTFT p99", "s", None),
+    ("tpot_p50_s", "TPOT p50", "s", None),
+    ("tpot_p90_s", "TPOT p90", "s", None),
+    ("itl_p50_s", "ITL p50", "s", None),
+    ("e2e_p50_s", "E2E p50", "s", None),
+    ("e2e_p90_s", "E2E p90", "s", None),
+    ("e2e_p99_s", "E2E p99", "s", None),
+    ("energy_j", "energy (gross)", "J", "energy_method"),
+    ("energy_net_j", "energy (net of idle)", "J", "energy_method"),
+    ("energy_coverage", "data coverage", "", None),
+    ("j_per_token", "energy per output token", "J", "energy_method"),
+    ("j_per_token_net", "net energy per output token", "J", "energy_method"),
+    ("steady_j_per_token", "steady-state J/token", "J", "energy_method"),
+    ("j_per_request", "energy per request", "J", "energy_method"),
+    ("tokens_per_j", "tokens per joule", "tok/J", "energy_method"),
+    ("wh_per_1k_requests", "Wh per 1,000 requests", "Wh", "energy_method"),
+    ("mean_power_w", "mean power", "W", "energy_method"),
+    ("peak_power_w", "peak power", "W", None),
+    ("util_mean_pct", "mean utilization", "%", None),
+    ("peak_mem_mib", "peak memory", "MiB", None),
+    ("gco2e", "carbon", "gCO2e", "energy_method"),
+    ("gco2e_per_request", "carbon per request", "gCO2e", "energy_method"),
+    ("carbon_g_per_kwh", "grid intensity", "g/kWh", "carbon_source"),
+    ("pue", "PUE", "", None),
+    ("quality", "quality", "", "quality_metric"),
+    ("green_index", "Green AI index", "", None),
+]
+
+
+def list_sessions(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    return store.query_dicts(
+        """
+        SELECT s.session_id, s.name, s.kind, s.status, s.created_at, s.runs_planned,
+               count(r.run_id) FILTER (WHERE r.status = 'finished') AS runs_finished,
+               count(r.run_id) FILTER (WHERE r.status = 'failed') AS runs_failed,
+               count(r.run_id) FILTER (WHERE r.status = 'interrupted') AS runs_interrupted,
+               sum(r.energy_j) AS energy_j
+        FROM sessions s LEFT JOIN runs r USING (session_id)
+        GROUP BY ALL ORDER BY s.created_at DESC LIMIT ?
+        """,
+        [limit],
+    )
+
+
+def list_runs(
+    store: Store,
+    session_id: str | None = None,
+    where: str | None = None,
+    order: str = "started_at DESC",
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    cols = ", ".join(RUN_SUMMARY_COLUMNS)
+    clauses, params = [], []
+    if session_id:
+        clauses.append("session_id = ?")
+        params.append(session_id)
+    if where:
+        clauses.append(f"({where})")
+    sql = f"SELECT {cols} FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+    sql += f" ORDER BY {order} LIMIT {int(limit)}"
+    return store.query_dicts(sql, params)
+
+
+def resolve_id(store: Store, table: str, column: str, prefix: str) -> str:
+    """A full id from a unique prefix (users type the start of a run or session id)."""
+    rows = store.query(f"SELECT {column} FROM {table} WHERE starts_with({column}, ?) LIMIT 3", [prefix])[1]
+    if not rows:
+        raise ConfigError(f"no {table[:-1]} with an id starting {prefix!r}", fix=f"`wattlab ls` lists the {table}")
+    if len(rows) > 1 and not any(r[0] == prefix for r in rows):
+        raise ConfigError(
+            f"{prefix!r} matches several {table}: {', '.join(r[0] for r in rows)}",
+            fix="type more of the id",
+        )
+    return prefix if any(r[0] == prefix for r in rows) else rows[0][0]
+
+
+def latest_session(store: Store) -> str | None:
+    rows = store.query("SELECT session_id FROM sessions ORDER BY created_at DESC LIMIT 1")[1]
+    return rows[0][0] if rows else None
+
+
+def get_run(store: Store, run_id: str) -> dict[str, Any]:
+    run_id = resolve_id(store, "runs", "run_id", run_id)
+    rows = store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
+    run = rows[0]
+    run["energy"] = store.query_dicts(
+        "SELECT * EXCLUDE (run_id, session_id) FROM run_energy WHERE run_id = ? ORDER BY window_name, domain_id",
+        [run_id],
+    )
+    run["quality_metrics"] = {
+        r["metric"]: r["value"] for r in store.query_dicts("SELECT metric, value FROM quality WHERE run_id = ?", [run_id])
+    }
+    return run
+
+
+def run_power_timeline(store: Store, run_id: str, margin_s: float = 1.0) -> list[dict[str, Any]]:
+    """The run's power samples (all domains), from a little before to a little after its window."""
+    run = store.query_dicts("SELECT session_id, t0_ns, t1_ns FROM runs WHERE run_id = ?", [run_id])
+    if not run or run[0]["t0_ns"] is None:
+        return []
+    r = run[0]
+    pad = int(margin_s * 1e9)
+    return store.query_dicts(
+        "SELECT t_ns, domain_id, power_w FROM samples WHERE session_id = ? AND t_ns BETWEEN ? AND ? "
+        "AND power_w IS NOT NULL ORDER BY t_ns",
+        [r["session_id"], r["t0_ns"] - pad, r["t1_ns"] + pad],
+    )
+
+
+def compare_runs(store: Store, run_ids: list[str], columns: list[str] | None = None) -> dict[str, Any]:
+    """Runs side by side, each figure with its % change against the first run."""
+    if len(run_ids) < 2:
+        raise ConfigError("compare needs at least two runs", fix="wattlab compare RUN RUN [RUN...]")
+    runs = [get_run(store, r) for r in run_ids]
+    cols = columns or [c for c, *_ in FIGURES]
+    table = []
+    base = runs[0]
+    for col in cols:
+        values = [r.get(col) for r in runs]
+        deltas = []
+        for v in values:
+            b = base.get(col)
+            if isinstance(v, int | float) and isinstance(b, int | float) and b:
+                deltas.append((v - b) / abs(b) * 100.0)
+            else:
+                deltas.append(None)
+        table.append({"figure": col, "values": values, "delta_pct": deltas})
+    return {"runs": [{k: r.get(k) for k in ("run_id", "engine", "model", "quant", "batch_size", "mode")} for r in runs], "rows": table}
+
+
+def run_sql(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
+    """Any read-only query over the database; DuckDB's message on error."""
+    import duckdb
+
+    try:
+        return store.query(sql)
+    except duckdb.Error as exc:
+        raise StoreError(str(exc).splitlines()[0], fix="check the SQL; tables: sessions, runs, run_energy, requests, quality, samples, marks, domains", title="SQL error") from exc
+
+
+def export(store: Store, fmt: str, out: Path, table: str = "runs", session_id: str | None = None) -> Path:
+    """Write a table (default runs) as csv, parquet or json via DuckDB's COPY."""
+    if fmt not in ("csv", "parquet", "json"):
+        raise ConfigError(f"unknown export format {fmt!r}", fix="use csv, parquet or json")
+    if table not in ("runs", "sessions", "run_energy", "requests", "quality", "samples", "marks", "domains"):
+        raise ConfigError(f"unknown table {table!r}", fix="runs, sessions, run_energy, requests, quality, samples, marks, domains")
+    out = out.expanduser()
+    where = " WHERE session_id = ?" if session_id else ""
+    options = {"csv": "(FORMAT csv, HEADER)", "parquet": "(FORMAT parquet)", "json": "(FORMAT json, ARRAY true)"}[fmt]
+    # COPY cannot take parameters in its inner query: filter via a temporary view with a literal.
+    literal = "'" + session_id.replace("'", "''") + "'" if session_id else ""
+    with store.reader() as con:
+        con.execute(f"COPY (SELECT * FROM {table}{where.replace('?', literal)}) TO '{str(out).replace(chr(39), chr(39) * 2)}' {options}")
+    return out
+
+
+def to_jsonable(value: Any) -> Any:
+    """Values from DuckDB (datetimes, decimals, JSON strings) as plain JSON."""
+    import datetime as dt
+    import decimal
+
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

@@ -1,0 +1,403 @@
+"""The runner: executes a run or a sweep as one session, and never loses what it measured.
+
+It owns the meters (one sampler thread each), the session timeline, the spool and the engine
+worker subprocess. Per run: (re)load the engine if model/variant/engine changed (the `load`
+window), build the requests in the worker, warm up (`warmup` window), run the measured window,
+compute the figures, append them to the spool, commit them to DuckDB, cool down.
+
+Failures are contained: an engine error or crash fails that run (with the reason and the fix)
+and the sweep goes on with a fresh worker; Ctrl-C or SIGTERM marks the current run
+`interrupted` and commits everything measured so far; SIGHUP is ignored (a dropped SSH link).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wattlab import __version__
+from wattlab.engines.worker import WorkerClient
+from wattlab.errors import EngineCrashed, EngineError, OutOfMemory, StoreError, WattlabError
+from wattlab.meters.timeline import Timeline
+from wattlab.sessions import commit
+from wattlab.sessions.execute import RunContext, execute_run
+from wattlab.sessions.spec import RunSpec, Sweep
+from wattlab.sessions.spool import Spool
+from wattlab.sessions.store import Store
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+def new_session_id() -> str:
+    return dt.datetime.now().strftime("%y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so `finally` blocks commit what was measured."""
+
+
+class Runner:
+    def __init__(
+        self,
+        sweep: Sweep,
+        *,
+        store: Store | None = None,
+        session_id: str | None = None,
+        kind: str = "sweep",
+        echo: EventSink | None = None,
+    ) -> None:
+        self.sweep = sweep
+        self.settings = sweep.session
+        self.store = store or Store()
+        self.session_id = session_id or new_session_id()
+        self.kind = kind
+        self.echo = echo
+        self.spool = Spool(self.session_id)
+        self.timeline = Timeline()
+        self.results: list[dict[str, Any]] = []
+        self.idle_w: dict[str, float] = {}
+        self._pending_items: list[dict[str, Any]] = []
+        self._pending_runs: list[dict[str, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._worker: WorkerClient | None = None
+        self._worker_n = 0
+        self._sampler: Any = None
+        self._meterset: Any = None
+        self.current_run_id: str | None = None
+        self._last_progress = 0.0
+        self.carbon: Any = None
+
+    # --- events -----------------------------------------------------------------------------------
+    def event(self, kind: str, **data: Any) -> dict[str, Any]:
+        item = self.spool.event(kind, session_id=self.session_id, **data)
+        if self.echo:
+            self.echo(item)
+        return item
+
+    def _on_timeline_item(self, item: dict[str, Any]) -> None:
+        self.spool.timeline_item(item)
+        if "domains" not in item:
+            with self._pending_lock:
+                self._pending_items.append(item)
+
+    def on_mark(self, name: str, t_ns: int, data: dict[str, Any]) -> None:
+        self.timeline.mark(name, run_id=self.current_run_id, t_ns=t_ns, **data)
+        if self._sampler is not None:
+            self._sampler.read_counters_now(timeout_s=0.1)
+
+    def on_progress(self, tokens: int, t_ns: int) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= 0.25:
+            self._last_progress = now
+            self.event("progress", run_id=self.current_run_id, tokens=tokens, t=t_ns)
+
+    # --- the session ------------------------------------------------------------------------------
+    def session_row(self, status: str) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "name": self.settings.name or (self.sweep.source if self.kind == "sweep" else None),
+            "kind": self.kind,
+            "status": status,
+            "created_at": utc_now().isoformat(),
+            "host": socket.gethostname(),
+            "platform": f"{platform.system()} {platform.machine()} {platform.processor() or ''}".strip(),
+            "wattlab_version": __version__,
+            "runs_planned": len(self.sweep.runs),
+            "sweep_hash": self.sweep.hash(),
+            "spec_json": {
+                "session": self.settings.as_dict(),
+                "runs": [{**s.as_dict(), "repeat": r} for s, r in self.sweep.runs],
+                "source": self.sweep.source,
+            },
+            "spool_dir": str(self.spool.dir),
+        }
+
+    def finished_keys(self) -> set[str]:
+        """Run keys already finished in this session (when resuming)."""
+        try:
+            rows = self.store.query(
+                "SELECT run_key FROM runs WHERE session_id = ? AND status = 'finished'", [self.session_id]
+            )[1]
+        except StoreError:
+            rows = []
+        keys = {r[0] for r in rows}
+        for ev in self.spool.events():
+            if ev.get("ev") == "run_end" and ev["result"].get("status") == "finished":
+                keys.add(ev["result"].get("run_key"))
+        return keys
+
+    def run(self) -> list[dict[str, Any]]:
+        """Execute every run of the sweep. Returns the run results (also in the database)."""
+        from wattlab.meters import open_meters
+        from wattlab.meters.carbon import resolve_intensity
+        from wattlab.meters.sampler import Sampler
+
+        previous_term = signal.getsignal(signal.SIGTERM)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_terminated)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        commit.recover(self.store)  # earlier sessions killed before committing
+        resuming = self.spool.dir.exists()
+        done_keys = self.finished_keys() if resuming else set()
+        session = self.session_row("running")
+        self.spool.create(session)
+        self.timeline.subscribe(self._on_timeline_item)
+        status = "failed"
+        try:
+            self.carbon = resolve_intensity(
+                country=self.settings.country, fixed_g_per_kwh=self.settings.intensity_g_per_kwh
+            )
+            self._meterset = open_meters(self.settings.meters, gpus=self.settings.gpus, tdp_w=self.settings.tdp_w)
+            session["meters_json"] = {
+                "used": [m.name for m in self._meterset.meters],
+                "missing": [p.as_dict() for p in self._meterset.missing],
+            }
+            session["carbon_json"] = {**self.carbon.as_dict(), "pue": self.settings.pue}
+            self.event("session_start", session=session, resumed=resuming, skip=sorted(done_keys))
+            self.event("session_update", fields={"meters_json": session["meters_json"], "carbon_json": session["carbon_json"]})
+            self._sampler = Sampler(
+                self._meterset.meters,
+                self.timeline,
+                power_hz=self.settings.power_hz,
+                counter_hz=self.settings.counter_hz,
+            ).start()
+            self._measure_idle()
+            self._commit(session_row=session)
+            max_batch = _max_batch_per_load(self.sweep.runs)
+            for seq, (spec, repeat) in enumerate(self.sweep.runs, 1):
+                if spec.key(repeat) in done_keys:
+                    self.event("run_skipped", seq=seq, run_key=spec.key(repeat), label=spec.label())
+                    continue
+                result = self._one_run(seq, spec, repeat, max_batch[spec.load_key()])
+                self.results.append(result)
+                self._commit(run=result)
+                if seq < len(self.sweep.runs):
+                    self._cooldown()
+            status = "finished"
+        except (KeyboardInterrupt, _Terminated):
+            status = "interrupted"
+        except WattlabError as exc:
+            self.event("session_error", **exc.as_dict())
+            status = "failed"
+            raise
+        finally:
+            self._shutdown(session, status)
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, previous_term)
+        return self.results
+
+    def _shutdown(self, session: dict[str, Any], status: str) -> None:
+        if self._worker is not None:
+            self._worker.close(timeout_s=10)
+        if self._sampler is not None:
+            self._sampler.stop()
+            self.event("sampler_stats", stats=self._sampler.stats())
+        if self._meterset is not None:
+            self._meterset.close()
+        ended = utc_now().isoformat()
+        self.event("session_end", status=status, ended_at=ended)
+        session.update(status=status, ended_at=ended)
+        committed = self._commit(session_row=session)
+        self.spool.close()
+        if committed and not self._pending_items and not self._pending_runs:
+            self.spool.mark_committed()
+
+    def _measure_idle(self) -> None:
+        """Idle baseline per domain: mean power over idle_s with nothing running (W)."""
+        idle_s = float(self.settings.idle_s)
+        if idle_s <= 0:
+            self.event("idle", idle_w={}, seconds=0)
+            return
+        start = self.timeline.mark("idle_start")
+        time.sleep(idle_s)
+        self._sampler.read_counters_now()
+        end = self.timeline.mark("idle_end")
+        for d in self.timeline.domains.values():
+            w = self.timeline.window(d.id, start.t_ns, end.t_ns)
+            if w.mean_power_w is not None:
+                self.idle_w[d.id] = w.mean_power_w
+        self.event("idle", idle_w=self.idle_w, seconds=idle_s)
+
+    def _cooldown(self) -> None:
+        setting = self.settings.cooldown_s
+        if setting == "settle":
+            deadline = time.monotonic() + 60.0
+            while time.monotonic() < deadline:
+                if all(
+                    (s := self.timeline.latest(d)) is None or s.power_w is None or s.power_w <= idle * 1.1 + 5.0
+                    for d, idle in self.idle_w.items()
+                ):
+                    break
+                time.sleep(0.5)
+        elif float(setting) > 0:
+            time.sleep(float(setting))
+
+    # --- one run ----------------------------------------------------------------------------------
+    def _ensure_worker(self, spec: RunSpec, max_batch: int) -> tuple[WorkerClient, dict[str, Any] | None]:
+        """The worker for this spec's load key; (worker, load figures) — None when reused."""
+        key = spec.load_key()
+        if self._worker is not None and self._worker.key == key and self._worker.alive:
+            return self._worker, None
+        if self._worker is not None:
+            self._worker.close(timeout_s=10)
+            self._worker = None
+        self._worker_n += 1
+        worker = WorkerClient(self.spool.worker_log(self._worker_n), on_mark=self.on_mark, on_progress=self.on_progress)
+        self._worker = worker
+        info = worker.call(
+            "load",
+            config={
+                "engine": spec.engine,
+                "model": spec.model,
+                "quant": spec.quant,
+                "device": spec.device,
+                "max_batch": max_batch,
+                "max_tokens": spec.input_tokens + spec.output_tokens_or_default + 64,
+                "options": spec.options,
+            },
+            timeout_s=spec.timeout_s or 3600,
+        )
+        worker.key = key
+        worker.info = info
+        return worker, info
+
+    def _drop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+            self._worker.close(timeout_s=1)
+            self._worker = None
+
+    def _one_run(self, seq: int, spec: RunSpec, repeat: int, max_batch: int) -> dict[str, Any]:
+        run_id = f"{self.session_id}-{seq:03d}"
+        self.current_run_id = run_id
+        row = base_row(self.session_id, run_id, seq, spec, repeat)
+        self.event("run_start", run_id=run_id, seq=seq, total=len(self.sweep.runs), label=spec.label(), row=row)
+        ctx = RunContext(
+            run_id=run_id,
+            spec=spec,
+            timeline=self.timeline,
+            idle_w=self.idle_w,
+            carbon=self.carbon,
+            pue=self.settings.pue,
+            row=row,
+        )
+        try:
+            ctx.worker, ctx.load_info = self._ensure_worker(spec, max_batch)
+            result = execute_run(ctx)
+        except (KeyboardInterrupt, _Terminated):
+            self._drop_worker()
+            result = {**row, "status": "interrupted", "error": "stopped by the user (Ctrl-C or SIGTERM)", "ended_at": utc_now().isoformat()}
+            self._record(result)
+            raise
+        except (EngineCrashed, OutOfMemory) as exc:
+            self._drop_worker()
+            result = failed(row, exc)
+        except WattlabError as exc:
+            if isinstance(exc, EngineError) and "did not answer" in exc.message:
+                self._drop_worker()
+            elif self._worker is not None and self._worker.key is None:
+                self._drop_worker()  # the load itself failed: don't reuse a half-loaded worker
+            result = failed(row, exc)
+        except Exception as exc:  # a bug of ours: fail this run with the reason, keep the sweep going
+            self._drop_worker()
+            result = failed(row, EngineError(f"{type(exc).__name__}: {exc}", fix="please report this with the spool's logs"))
+        self._record(result)
+        self.current_run_id = None
+        return result
+
+    def _record(self, result: dict[str, Any]) -> None:
+        self.event("run_end", result=result)
+
+    # --- committing -------------------------------------------------------------------------------
+    def _commit(self, run: dict[str, Any] | None = None, session_row: dict[str, Any] | None = None) -> bool:
+        """One short transaction: the run (and any earlier uncommitted ones) plus pending samples."""
+        with self._pending_lock:
+            items, self._pending_items = self._pending_items, []
+        if run is not None:
+            self._pending_runs.append(run)
+        try:
+            with self.store.writer(timeout_s=30) as con:
+                con.execute("BEGIN TRANSACTION")
+                if session_row is not None:
+                    commit.write_session(con, session_row)
+                    commit.write_domains(con, self.session_id, [d.as_dict() for d in self.timeline.domains.values()], self.idle_w)
+                for r in self._pending_runs:
+                    commit.write_run(con, r)
+                commit.write_timeline_items(con, self.session_id, items)
+                con.execute("COMMIT")
+            self._pending_runs = []
+            return True
+        except (StoreError, OSError, Exception) as exc:  # locked DB, full disk: keep it all for next time
+            with self._pending_lock:
+                self._pending_items = items + self._pending_items
+            self.event("commit_deferred", reason=str(exc).splitlines()[0][:300])
+            return False
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _max_batch_per_load(runs: list[tuple[RunSpec, int]]) -> dict[tuple[Any, ...], int]:
+    out: dict[tuple[Any, ...], int] = {}
+    for spec, _ in runs:
+        need = max(spec.batch_size, spec.max_concurrency or 0)
+        out[spec.load_key()] = max(out.get(spec.load_key(), 1), need)
+    return out
+
+
+def base_row(session_id: str, run_id: str, seq: int, spec: RunSpec, repeat: int) -> dict[str, Any]:
+    """The run's settings as a runs-table row (figures are added when it finishes)."""
+    return {
+        "run_id": run_id,
+        "session_id": session_id,
+        "seq": seq,
+        "run_key": spec.key(repeat),
+        "status": "running",
+        "started_at": utc_now().isoformat(),
+        "engine": spec.engine,
+        "model": spec.model,
+        "quant": spec.quant,
+        "device": spec.device,
+        "mode": spec.mode,
+        "workload": "task" if (spec.task or spec.task_file) else spec.workload,
+        "task": spec.task or (os.path.basename(spec.task_file) if spec.task_file else None),
+        "batch_size": spec.batch_size,
+        "input_tokens": spec.input_tokens,
+        "output_tokens": spec.output_tokens_or_default if not (spec.task or spec.task_file) else spec.output_tokens,
+        "requests": spec.n_requests,
+        "rate": spec.rate,
+        "burstiness": spec.burstiness,
+        "max_concurrency": spec.max_concurrency,
+        "decoding": spec.decoding,
+        "temperature": spec.temperature,
+        "top_p": spec.top_p,
+        "top_k": spec.top_k,
+        "num_beams": spec.num_beams,
+        "seed": spec.seed,
+        "repeat": repeat,
+        "spec_json": spec.as_dict(),
+    }
+
+
+def failed(row: dict[str, Any], exc: WattlabError) -> dict[str, Any]:
+    return {
+        **row,
+        "status": "failed",
+        "error": exc.message,
+        "error_fix": exc.fix,
+        "error_title": exc.title,
+        "ended_at": utc_now().isoformat(),
+    }

@@ -1,0 +1,255 @@
+"""The DuckDB schema of a wattlab database, with versioned migrations.
+
+One file holds every session. Tables:
+
+sessions     one row per session (a single run or a sweep): where, when, meters, carbon settings.
+domains      the power domains a session's meters read (gpu0, cpu-package-0, soc-total, ...).
+runs         one row per run: its settings, status and every headline figure with its method.
+run_energy   energy per run, window (load, warmup, measured, prefill, decode, steady) and domain.
+requests     one row per request: token counts, TTFT/TPOT/E2E, token times, output text (audit).
+quality      task metrics per run (metric -> value).
+samples      the raw power/telemetry timeline of each session.
+marks        the named instants of each session (load_start, run_start, ...).
+
+Units are in column names (_s, _j, _w, _mib, _ns, g_per_kwh). Every energy figure has a sibling
+`*_method` column ('counter' | 'integrated' | 'estimated') and a coverage (0..1).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+SCHEMA_VERSION = 1
+
+_V1 = [
+    """
+    CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS sessions (
+        session_id      VARCHAR PRIMARY KEY,
+        name            VARCHAR,
+        kind            VARCHAR,            -- 'run' | 'sweep'
+        status          VARCHAR,            -- 'running' | 'finished' | 'interrupted' | 'failed'
+        created_at      TIMESTAMP,
+        ended_at        TIMESTAMP,
+        host            VARCHAR,
+        platform        VARCHAR,
+        wattlab_version VARCHAR,
+        runs_planned    INTEGER,
+        sweep_hash      VARCHAR,
+        spec_json       JSON,
+        meters_json     JSON,               -- meters used, and those missing with the reason
+        carbon_json     JSON,               -- grid intensity, its source, PUE
+        idle_json       JSON,               -- idle baseline power per domain (W) and how measured
+        spool_dir       VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS domains (
+        session_id       VARCHAR,
+        domain_id        VARCHAR,
+        kind             VARCHAR,
+        meter            VARCHAR,
+        label            VARCHAR,
+        device           VARCHAR,
+        has_counter      BOOLEAN,
+        estimated        BOOLEAN,
+        counter_period_s DOUBLE,
+        parent           VARCHAR,
+        idle_power_w     DOUBLE
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS runs (
+        run_id              VARCHAR PRIMARY KEY,
+        session_id          VARCHAR,
+        seq                 INTEGER,
+        run_key             VARCHAR,        -- identity of the settings, for resuming a sweep
+        status              VARCHAR,        -- 'finished' | 'failed' | 'interrupted'
+        error               VARCHAR,
+        error_fix           VARCHAR,
+        started_at          TIMESTAMP,
+        ended_at            TIMESTAMP,
+        engine              VARCHAR,
+        engine_version      VARCHAR,
+        model               VARCHAR,
+        quant               VARCHAR,
+        device              VARCHAR,
+        devices             VARCHAR,        -- meter devices the run used: 'cpu,gpu:0'
+        params              BIGINT,         -- model parameter count when known
+        mode                VARCHAR,        -- 'offline' | 'online'
+        workload            VARCHAR,        -- 'synthetic' | 'prompts:<file>' | 'task:<name>'
+        task                VARCHAR,
+        batch_size          INTEGER,
+        input_tokens        INTEGER,        -- requested input length (synthetic) or mean
+        output_tokens       INTEGER,        -- requested output length
+        requests            INTEGER,
+        rate                DOUBLE,
+        burstiness          DOUBLE,
+        max_concurrency     INTEGER,
+        decoding            VARCHAR,
+        temperature         DOUBLE,
+        top_p               DOUBLE,
+        top_k               INTEGER,
+        num_beams           INTEGER,
+        seed                INTEGER,
+        repeat              INTEGER,
+        worker_reused       BOOLEAN,
+        load_s              DOUBLE,
+        load_energy_j       DOUBLE,
+        load_energy_method  VARCHAR,
+        warmup_s            DOUBLE,
+        duration_s          DOUBLE,
+        tokens_in           BIGINT,
+        tokens_out          BIGINT,
+        requests_ok         INTEGER,
+        throughput_tok_s    DOUBLE,
+        total_tok_s         DOUBLE,
+        requests_per_s      DOUBLE,
+        ttft_p50_s DOUBLE, ttft_p90_s DOUBLE, ttft_p99_s DOUBLE, ttft_mean_s DOUBLE,
+        tpot_p50_s DOUBLE, tpot_p90_s DOUBLE, tpot_p99_s DOUBLE, tpot_mean_s DOUBLE,
+        itl_p50_s  DOUBLE, itl_p90_s  DOUBLE, itl_p99_s  DOUBLE,
+        e2e_p50_s  DOUBLE, e2e_p90_s  DOUBLE, e2e_p99_s  DOUBLE, e2e_mean_s DOUBLE,
+        energy_j            DOUBLE,         -- gross energy of the measured window, attributed domains
+        energy_net_j        DOUBLE,         -- minus idle power x duration
+        energy_method       VARCHAR,
+        energy_coverage     DOUBLE,
+        steady_energy_j     DOUBLE,
+        steady_tokens       BIGINT,
+        steady_j_per_token  DOUBLE,
+        j_per_token         DOUBLE,         -- measured-window energy / output tokens
+        j_per_token_net     DOUBLE,
+        j_per_request       DOUBLE,
+        tokens_per_j        DOUBLE,
+        wh_per_1k_requests  DOUBLE,
+        gco2e               DOUBLE,
+        gco2e_per_request   DOUBLE,
+        carbon_g_per_kwh    DOUBLE,
+        carbon_source       VARCHAR,
+        pue                 DOUBLE,
+        mean_power_w        DOUBLE,
+        peak_power_w        DOUBLE,
+        util_mean_pct       DOUBLE,
+        peak_mem_mib        DOUBLE,
+        quality             DOUBLE,         -- the task's headline metric, when a task ran
+        quality_metric      VARCHAR,
+        green_index         DOUBLE,
+        t0_ns               BIGINT,         -- measured window on the session clock
+        t1_ns               BIGINT,
+        flags               VARCHAR,
+        spec_json           JSON,
+        result_json         JSON            -- everything above and more, as the CLI prints it
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS run_energy (
+        run_id        VARCHAR,
+        session_id    VARCHAR,
+        window_name   VARCHAR,
+        domain_id     VARCHAR,
+        energy_j      DOUBLE,
+        net_energy_j  DOUBLE,
+        method        VARCHAR,
+        coverage      DOUBLE,
+        gaps          INTEGER,
+        duration_s    DOUBLE,
+        mean_power_w  DOUBLE,
+        peak_power_w  DOUBLE,
+        idle_power_w  DOUBLE,
+        flags         VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS requests (
+        run_id          VARCHAR,
+        session_id      VARCHAR,
+        request_id      INTEGER,
+        input_tokens    INTEGER,
+        output_tokens   INTEGER,
+        arrival_ns      BIGINT,
+        first_token_ns  BIGINT,
+        end_ns          BIGINT,
+        ttft_s          DOUBLE,
+        tpot_s          DOUBLE,
+        e2e_s           DOUBLE,
+        token_ns        BIGINT[],
+        finish_reason   VARCHAR,
+        output_text     VARCHAR,
+        error           VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS quality (
+        run_id     VARCHAR,
+        session_id VARCHAR,
+        task       VARCHAR,
+        metric     VARCHAR,
+        value      DOUBLE,
+        n          INTEGER
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS samples (
+        session_id    VARCHAR,
+        t_ns          BIGINT,
+        domain_id     VARCHAR,
+        power_w       DOUBLE,
+        energy_j      DOUBLE,
+        util_pct      DOUBLE,
+        mem_util_pct  DOUBLE,
+        mem_used_mib  DOUBLE,
+        clock_mhz     DOUBLE,
+        temp_c        DOUBLE,
+        power_limit_w DOUBLE,
+        error         VARCHAR
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS marks (
+        session_id VARCHAR,
+        run_id     VARCHAR,
+        t_ns       BIGINT,
+        name       VARCHAR,
+        data       JSON
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS runs_session ON runs(session_id)",
+]
+
+# Each migration takes the database from version i to i + 1. Append, never edit.
+MIGRATIONS: list[list[str]] = [_V1]
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the database up to SCHEMA_VERSION. Returns the version it started from."""
+    start = current_version(con)
+    if start > SCHEMA_VERSION:
+        from wattlab.errors import StoreError
+
+        raise StoreError(
+            f"this database has schema version {start}, newer than this wattlab ({SCHEMA_VERSION})",
+            fix="upgrade wattlab (pip install -U wattlab), or use --db to open another file",
+        )
+    for version in range(start, SCHEMA_VERSION):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+            con.execute("DELETE FROM schema_version")
+            con.execute("INSERT INTO schema_version VALUES (?)", [version + 1])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return start
