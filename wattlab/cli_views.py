@@ -15,21 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from wattlab.sessions.events import describe_event, fmt, run_line
 from wattlab.sessions.queries import FIGURES, to_jsonable
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-
-
-def fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        a = abs(value)
-        text = f"{value:.4g}" if (a >= 1e-3 or a == 0) else f"{value:.3e}"
-    else:
-        text = str(value)
-    return f"{text} {unit}".strip()
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -42,46 +32,6 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 # --- live output ---------------------------------------------------------------------------------
-def run_line(r: dict[str, Any]) -> str:
-    if r.get("status") != "finished":
-        return f"[red]{r.get('status')}[/] {r.get('error') or ''}" + (f"\n    fix: {r['error_fix']}" if r.get("error_fix") else "")
-    method = r.get("energy_method") or "?"
-    return (
-        f"[green]finished[/] {fmt(r.get('throughput_tok_s'), 'tok/s')}, E2E p50 {fmt(r.get('e2e_p50_s'), 's')}, "
-        f"{fmt(r.get('energy_j'), 'J')} ({method}), {fmt(r.get('j_per_token'), 'J/token')}"
-        + (f", {r['quality_metric']} {fmt(r.get('quality'))}" if r.get("quality_metric") else "")
-    )
-
-
-def describe_event(ev: dict[str, Any]) -> str | None:
-    kind = ev.get("ev")
-    if kind == "session_start":
-        s = ev["session"]
-        meters = s.get("meters_json", {})
-        text = f"session {s['session_id']}: {s.get('runs_planned')} run(s); meters: {', '.join(meters.get('used', [])) or 'none'}"
-        for m in meters.get("missing", []):
-            text += f"\n  [dim]{m['meter']} unavailable: {m['reason']}[/]"
-        if ev.get("skip"):
-            text += f"\n  resuming: {len(ev['skip'])} finished run(s) skipped"
-        return text
-    if kind == "idle":
-        idle = ", ".join(f"{d} {w:.1f} W" for d, w in ev.get("idle_w", {}).items())
-        return f"idle baseline over {ev.get('seconds')} s: {idle or 'not measured'}"
-    if kind == "run_start":
-        return f"[bold]run {ev['seq']}/{ev['total']}[/] {ev['label']}"
-    if kind == "run_end":
-        return "  " + run_line(ev["result"])
-    if kind == "run_skipped":
-        return f"[dim]run {ev['seq']} already finished, skipped: {ev['label']}[/]"
-    if kind == "commit_deferred":
-        return f"[yellow]database commit deferred ({ev['reason']}); the spool keeps everything[/]"
-    if kind == "session_error":
-        return f"[red]{ev.get('message')}[/]" + (f"\n  fix: {ev['fix']}" if ev.get("fix") else "")
-    if kind == "session_end":
-        return f"session {ev['status']}"
-    return None
-
-
 def event_printer() -> Callable[[dict[str, Any]], None]:
     def echo(ev: dict[str, Any]) -> None:
         text = describe_event(ev)
@@ -258,7 +208,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(to_jsonable(data), default=str))
         return 0
-    cols = ["run_id", "engine", "model", "quant", "batch_size", *objectives]
+    cols = ["run_id", "engine", "model", "quant", "batch_size", *(o["column"] for o in data["objectives"])]
     console.print(_table(data["front"], cols, title=f"Pareto front over {', '.join(objectives)} ({len(data['front'])} of {data['considered']} runs)"))
     if data.get("excluded"):
         console.print(f"[dim]{data['excluded']} run(s) lack one of these figures and were left out[/]")
@@ -309,7 +259,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from wattlab.workloads.tasks import list_tasks
 
-    tasks = [{"name": t.name, "kind": t.kind, "metrics": list(t.metrics), "items": len(t.items())} for t in list_tasks()]
+    tasks = [{"name": t.name, "kind": t.kind, "metrics": list(t.metrics), "items": t.n_items} for t in list_tasks()]
     if args.json:
         print(json.dumps(tasks))
     else:

@@ -138,6 +138,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
 
     if meta.get("kind") == "task":
         result.update(score_task(spec, completions, out.get("logprobs"), requests))
+    result.update(green_figures(result))
     flags = sorted({f for r in energy_rows if r["window_name"] == "measured" for f in r["flags"].split(",") if f})
     if result.get("energy_method") == "estimated":
         flags.insert(0, "energy-estimated")
@@ -196,6 +197,24 @@ def energy_figures(
     return out
 
 
+def green_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The Green AI index against the unit reference (quality 1, 1 J/token, 1 s), with its inputs.
+
+    `wattlab report` also shows it against the session's baseline run; see sessions/green_index.py.
+    """
+    from wattlab.errors import ConfigError
+    from wattlab.sessions.green_index import GreenInputs, green_index
+
+    higher = result.get("quality_metric") != "perplexity"
+    try:
+        gi = green_index(GreenInputs.from_row(result, quality_higher_is_better=higher,
+                                              quality_metric=result.get("quality_metric")))
+    except ConfigError as exc:
+        return {"green_index": None, "green_index_inputs": {"error": exc.message}}
+    return {"green_index": gi.value, "green_index_inputs": {"formula": gi.formula, "dropped": gi.dropped,
+                                                             "weights": gi.weights, "reference": "unit"}}
+
+
 def request_row(c: Completion) -> dict[str, Any]:
     arrival = c.arrival_ns
     ttft = (c.first_token_ns - arrival) / NS if c.first_token_ns is not None else None
@@ -233,7 +252,7 @@ def score_task(
     else:
         by_id = {c.id: c.text for c in completions}
         score = task.score(items, [by_id.get(i, "") for i in range(len(items))])
-    headline = task.metrics[0]
+    headline = task.primary_metric
     return {
         "quality": score.metrics.get(headline),
         "quality_metric": headline,

@@ -4,9 +4,10 @@ A task is a list of `TaskItem`s plus a scoring rule. The runner never looks insi
 
     task = get_task("sentiment")                 # or load_task_file(path, "squad")
     items = task.items(limit=20)                 # deterministic: the first 20, in file order
-    if task.needs_logprobs:                      # perplexity
-        logprobs = [engine.prompt_logprobs(tokenize(item.text)) for item in items]
-        score = task.score_logprobs(items, logprobs)
+    if task.needs_logprobs:                      # perplexity: raw text, no chat template
+        prompts = [tokenize(item.text) for item in items]
+        logprobs = [engine.prompt_logprobs(ids) for ids in prompts]
+        score = task.score_logprobs(items, logprobs, token_counts=[len(ids) for ids in prompts])
     else:                                        # generative: chat messages -> output text
         outputs = [generate(apply_template(item.messages), task.max_new_tokens) for item in items]
         score = task.score(items, outputs)
@@ -99,7 +100,7 @@ class TaskScore:
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """A task as listed (`wattlab tasks`), without loading its items."""
+    """A task as listed (`wattlab tasks`). n_items: None for a hub preset (not contacted to list it)."""
 
     name: str
     kind: TaskKind
@@ -108,6 +109,7 @@ class TaskInfo:
     needs_logprobs: bool
     description: str
     origin: str
+    n_items: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -179,14 +181,20 @@ class Task(ABC):
             needs_logprobs=self.needs_logprobs,
             description=self.description,
             origin=self.origin,
+            n_items=len(self),
         )
 
     @abstractmethod
     def score(self, items: Sequence[TaskItem], outputs: Sequence[str]) -> TaskScore:
         """Score generated texts; `outputs[i]` answers `items[i]`."""
 
-    def score_logprobs(self, items: Sequence[TaskItem], logprobs: Sequence[Sequence[float]]) -> TaskScore:
-        """Score prompt log-probabilities (perplexity tasks only)."""
+    def score_logprobs(
+        self,
+        items: Sequence[TaskItem],
+        logprobs: Sequence[Sequence[float]],
+        token_counts: Sequence[int] | None = None,
+    ) -> TaskScore:
+        """Score prompt log-probabilities (perplexity tasks only); see PerplexityTask.score_logprobs."""
         raise ConfigError(
             f"task {self.name!r} is a {self.kind} task: it is scored from output text with score(), "
             "not from log-probabilities"

@@ -24,7 +24,9 @@ from wattlab.errors import DatasetError
 from wattlab.workloads.tasks.base import Task, TaskItem, TaskKind, TaskScore, check_pairs, user_message
 from wattlab.workloads.tasks.metrics import accuracy, f1_per_class, macro_f1
 
-DEFAULT_PROMPT = "Classify the text into one of these labels: {labels}.\n\nText: {text}\n\nAnswer with the label only."
+DEFAULT_PROMPT = (
+    "Classify the text into one of these labels: {labels}.\n\nText: {text}\n\nAnswer with the label only."
+)
 
 
 def format_labels(labels: Sequence[str]) -> str:
@@ -55,7 +57,9 @@ class ClassificationTask(Task):
 
     def __init__(self, name: str, items: Sequence[TaskItem], labels: Sequence[str], **kwargs: Any) -> None:
         if len(set(labels)) < 2:
-            raise DatasetError(f"classification task {name!r} needs at least two distinct labels, got {labels!r}")
+            raise DatasetError(
+                f"classification task {name!r} needs at least two distinct labels, got {labels!r}"
+            )
         self.labels = tuple(labels)
         super().__init__(name, items, **kwargs)
 
@@ -86,6 +90,8 @@ def build_classification_items(
     """Items from (id, text, label) rows. `prompt` has {text} and {labels} ("a, b or c") fields."""
     label_text = format_labels(labels)
     return [
-        TaskItem(id=item_id, messages=user_message(prompt.format(text=text, labels=label_text)), reference=label)
+        TaskItem(
+            id=item_id, messages=user_message(prompt.format(text=text, labels=label_text)), reference=label
+        )
         for item_id, text, label in rows
     ]

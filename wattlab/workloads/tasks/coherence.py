@@ -4,23 +4,26 @@ Both measures are deliberately simple so a reader can recompute them by hand; bo
 (the stopword list) and neither understands meaning. They catch the failures small and heavily
 quantized models actually show — loops, topic jumps, invented numbers and names — not subtle errors.
 
-Tokens: runs of letters (with an inner apostrophe: "don't") or numbers ("1,200" and "3.5" stay one
-token; thousands commas are dropped, so "1,200" == "1200"), lower-cased. Content tokens: tokens not in
-`STOPWORDS`, reduced with the Porter stemmer (NLTK's implementation, no data download; the same
-stemmer rouge-score uses). Sentences: split after . ! or ? followed by whitespace, and at line breaks.
+Tokens: runs of letters (with an inner apostrophe: "don't"; a possessive "'s" is dropped) or
+numbers ("1,200" and "3.5" stay one token; thousands commas are dropped, so "1,200" == "1200"),
+lower-cased. Content tokens: tokens not in `STOPWORDS`, reduced with the Porter stemmer (NLTK's
+implementation: pure code, no data download; the stemmer rouge-score uses). Sentences: split after
+. ! or ? followed by whitespace, and at line breaks.
 
 factuality(output, source) — the share of the output's checkable units that the source supports:
     U = the distinct content stems of the output            supported if they occur in the source
-    B = the distinct pairs of consecutive content stems       supported if the same pair occurs
-        within one output sentence (stopwords skipped)        within one source sentence
+    B = the distinct pairs of consecutive content stems       supported if one source sentence
+        within one output sentence (stopwords skipped)        contains both stems (any order)
     C = the distinct "critical" tokens of the output: numbers  supported if the same token occurs in
         and named-like words (capitalised, not sentence-     the source (lower-cased, unstemmed)
         initial, e.g. "Tuesday", "Lyon", "EU")
     factuality = (|U_supported| + |B_supported| + |C_supported|) / (|U| + |B| + |C|)
     Numbers and names are thus counted twice (in U and in C): inventing them is the most harmful error.
     An output with no units (empty, or only stopwords) scores 0: it asserts nothing checkable.
-    Limits: a faithful paraphrase with new words scores low; copying the source scores 1.0; a negation
-    ("did not rise" vs "rose") is only caught through the pairs; world knowledge is never consulted.
+    The pairs catch true words recombined into a false claim: "the market became a car park" when
+    the source has the market and the car park in different sentences.
+    Limits: a faithful paraphrase with new words scores low; copying the source scores 1.0; negation
+    ("did not rise" vs "rose") is invisible; world knowledge is never consulted.
 
 coherence(output) = (distinct_2 + cohesion) / 2
     distinct_2 = distinct word bigrams / all word bigrams of the output (all tokens, stopwords
@@ -40,10 +43,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 from typing import Any
 
-STOPWORDS: frozenset[str] = frozenset(
-    """
+_STOPWORD_TEXT = """
     a about above after again against all also am an and any are aren't as at be because been before
     being below between both but by can can't cannot could couldn't did didn't do does doesn't doing
     don't down during each either few for from further had hadn't has hasn't have haven't having he
@@ -55,13 +58,14 @@ STOPWORDS: frozenset[str] = frozenset(
     under until up upon us very was wasn't we we'd we'll we're we've were weren't what what's when
     when's where where's which while who who's whom whose why why's will with won't would wouldn't yet
     you you'd you'll you're you've your yours yourself yourselves
-    """.split()
-)
+"""
+STOPWORDS: frozenset[str] = frozenset(_STOPWORD_TEXT.split())
 
-REFERRING_WORDS: frozenset[str] = frozenset(
+_REFERRING_TEXT = (
     "it its they them their theirs he him his she her hers this these that those there such "
-    "also however then therefore thus meanwhile instead".split()
+    "also however then therefore thus meanwhile instead"
 )
+REFERRING_WORDS: frozenset[str] = frozenset(_REFERRING_TEXT.split())
 
 NEAR_COPY_JACCARD = 0.8
 
@@ -132,8 +136,8 @@ def critical_tokens(text: str) -> set[str]:
 
 def factuality(output: str, source: str) -> Factuality:
     """Share of the output's content stems, stem pairs, numbers and names supported by `source`."""
-    source_stems = set(content_stems(source))
-    source_pairs = _stem_pairs(source)
+    source_sentences = [set(content_stems(sentence)) for sentence in sentences(source)]
+    source_stems = set().union(*source_sentences)
     source_tokens = set(tokens(source))
 
     unigrams = set(content_stems(output))
@@ -141,7 +145,9 @@ def factuality(output: str, source: str) -> Factuality:
     critical = critical_tokens(output)
 
     unsupported = sorted(unigrams - source_stems)
-    unsupported += sorted(" ".join(p) for p in pairs - source_pairs)
+    unsupported += sorted(
+        f"{a} {b}" for a, b in pairs if not any(a in stems and b in stems for stems in source_sentences)
+    )
     unsupported += sorted(f"{t} (number/name)" for t in critical - source_tokens)
     units = len(unigrams) + len(pairs) + len(critical)
     supported = units - len(unsupported)
@@ -155,7 +161,7 @@ def coherence(output: str) -> Coherence:
     parts = sentences(output)
     if not words:
         return Coherence(score=0.0, distinct_2=0.0, cohesion=0.0, sentences=len(parts))
-    bigrams = list(zip(words, words[1:], strict=False))
+    bigrams = list(pairwise(words))
     distinct_2 = len(set(bigrams)) / len(bigrams) if bigrams else 1.0
     cohesion = _cohesion(parts)
     return Coherence(
@@ -184,7 +190,7 @@ def _stem_pairs(text: str) -> set[tuple[str, str]]:
     pairs: set[tuple[str, str]] = set()
     for sentence in sentences(text):
         stems = content_stems(sentence)
-        pairs.update(zip(stems, stems[1:], strict=False))
+        pairs.update(pairwise(stems))
     return pairs
 
 
@@ -194,4 +200,5 @@ def _normalize_token(raw: str) -> str:
         # "1,200" -> "1200"; a decimal point stays ("3.5"). English convention (a French "3,5" is
         # read as 35): documented as a limit of the measure.
         return lowered.replace(",", "")
-    return lowered
+    # Possessive "'s" is grammar, not content: "region's" and "region" are the same word.
+    return lowered[:-2] if lowered.endswith("'s") and len(lowered) > 2 else lowered

@@ -42,27 +42,51 @@ HF_PRESETS: dict[str, HFPreset] = {
     "squad": HFPreset("rajpurkar/squad", None, "validation", "qa", {}, "SQuAD v1.1 dev set"),
     "squad_v2": HFPreset("rajpurkar/squad_v2", None, "validation", "qa", {}, "SQuAD v2.0 dev set"),
     "sst2": HFPreset(
-        "stanfordnlp/sst2", None, "validation", "classification", {"text": "sentence", "label": "label"},
+        "stanfordnlp/sst2",
+        None,
+        "validation",
+        "classification",
+        {"text": "sentence", "label": "label"},
         "SST-2 movie-review sentiment (validation)",
     ),
     "ag_news": HFPreset(
-        "fancyzhx/ag_news", None, "test", "classification", {"text": "text", "label": "label"},
+        "fancyzhx/ag_news",
+        None,
+        "test",
+        "classification",
+        {"text": "text", "label": "label"},
         "AG News topic classification (test)",
     ),
     "xsum": HFPreset(
-        "EdinburghNLP/xsum", None, "test", "summarization", {"document": "document", "summary": "summary"},
+        "EdinburghNLP/xsum",
+        None,
+        "test",
+        "summarization",
+        {"document": "document", "summary": "summary"},
         "XSum one-sentence news summaries (test)",
     ),
     "cnn_dailymail": HFPreset(
-        "abisee/cnn_dailymail", "3.0.0", "test", "summarization",
-        {"document": "article", "summary": "highlights"}, "CNN/DailyMail highlights (test)",
+        "abisee/cnn_dailymail",
+        "3.0.0",
+        "test",
+        "summarization",
+        {"document": "article", "summary": "highlights"},
+        "CNN/DailyMail highlights (test)",
     ),
     "wmt14-en-fr": HFPreset(
-        "wmt/wmt14", "fr-en", "test", "translation", {"source": "en", "target": "fr"},
+        "wmt/wmt14",
+        "fr-en",
+        "test",
+        "translation",
+        {"source": "en", "target": "fr"},
         "WMT14 English->French newstest2014",
     ),
     "wikitext-2": HFPreset(
-        "Salesforce/wikitext", "wikitext-2-raw-v1", "test", "perplexity", {"text": "text"},
+        "Salesforce/wikitext",
+        "wikitext-2-raw-v1",
+        "test",
+        "perplexity",
+        {"text": "text"},
         "WikiText-2 raw test set",
     ),
 }
@@ -103,7 +127,9 @@ def load_hf_task(name: str, limit: int | None = None) -> Task:
     try:
         return _build(task_name, preset, rows, _label_names(dataset, preset), origin)
     except (KeyError, TypeError) as exc:
-        raise DatasetError(f"{origin}: rows are not in the expected shape: missing or bad field {exc}") from exc
+        raise DatasetError(
+            f"{origin}: rows are not in the expected shape: missing or bad field {exc}"
+        ) from exc
 
 
 def _take(dataset: Iterable[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
@@ -137,10 +163,13 @@ def _build(
         ]
         return QATask(name, items, **common)
     if preset.kind == "classification":
+
         def label_of(value: Any) -> str:
             return label_names[int(value)] if label_names is not None else str(value)
 
-        data = [(str(i), str(row[f["text"]]).strip(), label_of(row[f["label"]])) for i, row in enumerate(rows)]
+        data = [
+            (str(i), str(row[f["text"]]).strip(), label_of(row[f["label"]])) for i, row in enumerate(rows)
+        ]
         labels = label_names or sorted({label for *_, label in data})
         return ClassificationTask(name, build_classification_items(data, labels), labels, **common)
     if preset.kind == "summarization":
@@ -153,7 +182,11 @@ def _build(
         source_lang, target_lang = _LANGUAGES[f["source"]], _LANGUAGES[f["target"]]
         items = [
             build_translation_item(
-                str(i), row["translation"][f["source"]], row["translation"][f["target"]], source_lang, target_lang
+                str(i),
+                row["translation"][f["source"]],
+                row["translation"][f["target"]],
+                source_lang,
+                target_lang,
             )
             for i, row in enumerate(rows)
         ]

@@ -27,7 +27,11 @@ from typing import Any
 
 from wattlab.errors import DatasetError
 from wattlab.workloads.tasks.base import Task, TaskItem
-from wattlab.workloads.tasks.classification import DEFAULT_PROMPT, ClassificationTask, build_classification_items
+from wattlab.workloads.tasks.classification import (
+    DEFAULT_PROMPT,
+    ClassificationTask,
+    build_classification_items,
+)
 from wattlab.workloads.tasks.perplexity import DEFAULT_CHUNK_CHARS, PerplexityTask, build_perplexity_items
 from wattlab.workloads.tasks.qa import QA_PROMPT, QA_PROMPT_UNANSWERABLE, QATask, build_qa_item
 from wattlab.workloads.tasks.summarization import SUMMARY_PROMPT, SummarizationTask, build_summary_item
@@ -61,7 +65,8 @@ def parse_squad(text: str, origin: str, *, name: str, description: str = "") -> 
                 else:
                     answer_list = _list_field(qa, "answers", origin, at)
                     answers = tuple(
-                        _str_field(answer, "text", origin, f"{at}.answers[{i}]") for i, answer in enumerate(answer_list)
+                        _str_field(answer, "text", origin, f"{at}.answers[{i}]")
+                        for i, answer in enumerate(answer_list)
                     )
                     if not answers:
                         raise DatasetError(
@@ -180,7 +185,9 @@ def parse_jsonl_translation(
         source = _line_text(record, source_field, origin, number, "source_field")
         target = _line_text(record, target_field, origin, number, "target_field")
         item_id = str(record.get(id_field, number))
-        items.append(build_translation_item(item_id, source, target, source_lang, target_lang, TRANSLATION_PROMPT))
+        items.append(
+            build_translation_item(item_id, source, target, source_lang, target_lang, TRANSLATION_PROMPT)
+        )
     return TranslationTask(
         name, items, source_lang=source_lang, target_lang=target_lang, description=description, origin=origin
     )

@@ -120,7 +120,9 @@ def squad_f1(prediction: str, gold_answers: Iterable[str]) -> float:
 # ----------------------------------------------------------------------------- ROUGE, BLEU, chrF
 
 
-def rouge_scores(predictions: Sequence[str], references: Sequence[str | Sequence[str]]) -> list[dict[str, float]]:
+def rouge_scores(
+    predictions: Sequence[str], references: Sequence[str | Sequence[str]]
+) -> list[dict[str, float]]:
     """ROUGE-1/2/L F-measure per item, Porter-stemmed (rouge_score's default tokenizer).
 
     A reference may be several texts: the item gets the best-matching one (rouge_score's
@@ -133,7 +135,11 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str | Sequence
     results: list[dict[str, float]] = []
     for prediction, reference in zip(predictions, references, strict=True):
         targets = [reference] if isinstance(reference, str) else list(reference)
-        scored = scorer.score_multi(targets, prediction) if len(targets) > 1 else scorer.score(targets[0], prediction)
+        scored = (
+            scorer.score_multi(targets, prediction)
+            if len(targets) > 1
+            else scorer.score(targets[0], prediction)
+        )
         results.append({name: float(scored[name].fmeasure) for name in ROUGE_TYPES})
     return results
 

@@ -41,18 +41,34 @@ class PerplexityTask(Task):
             "prompt log-probabilities, not from generated text"
         )
 
-    def score_logprobs(self, items: Sequence[TaskItem], logprobs: Sequence[Sequence[float]]) -> TaskScore:
-        """`logprobs[i]`: natural-log probabilities of item i's scored tokens (module docstring)."""
+    def score_logprobs(
+        self,
+        items: Sequence[TaskItem],
+        logprobs: Sequence[Sequence[float]],
+        token_counts: Sequence[int] | None = None,
+    ) -> TaskScore:
+        """`logprobs[i]`: natural-log probabilities of item i's scored tokens (module docstring).
+
+        `token_counts[i]`, when given, is the length of item i's tokenized prompt: recorded for audit
+        and used as a check, since an engine can never return more log-probabilities than that.
+        """
         check_pairs(items, logprobs, "log-probability lists")
+        counts: Sequence[int | None] = [None] * len(items) if token_counts is None else token_counts
+        if len(counts) != len(items):
+            raise ValueError(f"got {len(counts)} token counts for {len(items)} items")
         per_item: list[dict[str, Any]] = []
         total_nll = 0.0
         total_tokens = 0
-        for item, values in zip(items, logprobs, strict=True):
+        for item, values, prompt_tokens in zip(items, logprobs, counts, strict=True):
+            if prompt_tokens is not None and len(values) > prompt_tokens:
+                raise ValueError(
+                    f"item {item.id}: {len(values)} log-probabilities for a prompt of {prompt_tokens} tokens"
+                )
             try:
                 nll, count = negative_log_likelihood(values)
             except ValueError as exc:
                 raise ValueError(f"item {item.id}: {exc}") from exc
-            row: dict[str, Any] = {"id": item.id, "tokens": count, "nll": nll}
+            row: dict[str, Any] = {"id": item.id, "tokens": count, "prompt_tokens": prompt_tokens, "nll": nll}
             row["perplexity"] = perplexity_from_nll(nll, count) if count else None
             per_item.append(row)
             total_nll += nll

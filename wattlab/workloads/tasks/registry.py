@@ -1,11 +1,13 @@
 """Where tasks come from: the built-in sets, local files, and Hugging Face presets.
 
-    list_tasks(include_hf=False) -> list[TaskInfo]   cheap: reads no data file
+    list_tasks(include_hf=False) -> list[TaskInfo]   cheap: counts built-in items (ms), no network
     get_task("sentiment")        -> Task             a built-in set (package data)
     get_task("hf:squad_v2")      -> Task             a hub preset (needs `datasets` and internet)
     load_task_file(path, "squad", name=None, **options) -> Task
                                                      a local file; formats in loaders.py, options are
-                                                     the parser's keywords (summary_field=, ...)
+                                                     the parser's keywords (summary_field=, ...);
+                                                     fmt None/"" is inferred from .json (squad),
+                                                     .tsv (tsv-label) or .txt (text)
 
 The built-in sets are original text written for wattlab (no dataset was copied), small enough to
 score quality on a box with no internet, and stored in the same standard formats the file loaders
@@ -41,10 +43,14 @@ TASK_CLASSES: dict[TaskKind, type[Task]] = {
 }
 
 SENTIMENT_PROMPT = (
-    "Is the sentiment of this review positive or negative?\n\nReview: {text}\n\nAnswer with one word: {labels}."
+    "Is the sentiment of this review positive or negative?\n\n"
+    "Review: {text}\n\n"
+    "Answer with one word: {labels}."
 )
 TOPIC_PROMPT = (
-    "What is the topic of this news sentence? Choose one of: {labels}.\n\nSentence: {text}\n\nAnswer with one word."
+    "What is the topic of this news sentence? Choose one of: {labels}.\n\n"
+    "Sentence: {text}\n\n"
+    "Answer with one word."
 )
 
 
@@ -65,25 +71,25 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
     for task in (
         BuiltinTask(
             "sentiment", "classification", "sentiment.tsv", "tsv-label",
-            "product, film and restaurant reviews: positive or negative (40 items)",
+            "product, film and restaurant reviews: positive or negative",
             {"prompt": SENTIMENT_PROMPT},
         ),
         BuiltinTask(
             "topic", "classification", "topic.tsv", "tsv-label",
-            "news sentences: business, politics, science or sports (40 items)",
+            "news sentences: business, politics, science or sports",
             {"prompt": TOPIC_PROMPT},
         ),
         BuiltinTask(
             "qa", "qa", "qa.json", "squad",
-            "extractive questions on short paragraphs, SQuAD v1.1 format (40 questions)",
+            "extractive questions on short paragraphs, SQuAD v1.1 format",
         ),
         BuiltinTask(
             "summarization", "summarization", "summarization.jsonl", "jsonl-summary",
-            "short news-style reports with one-sentence reference summaries (30 items)",
+            "short news-style reports with one-sentence reference summaries",
         ),
         BuiltinTask(
             "translation-en-fr", "translation", "translation-en-fr.jsonl", "jsonl-translation",
-            "everyday English sentences with French reference translations (40 items)",
+            "everyday English sentences with French reference translations",
             {"source_field": "en", "target_field": "fr", "source_lang": "English", "target_lang": "French"},
         ),
         BuiltinTask(
@@ -96,18 +102,24 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 
 
 def list_tasks(include_hf: bool = False) -> list[TaskInfo]:
-    """Every built-in task (and, with include_hf, every hub preset), without reading any data."""
-    infos = [_info(spec.name, spec.kind, spec.description, "built-in") for spec in BUILTIN_TASKS.values()]
+    """Every built-in task (and, with include_hf, every hub preset, n_items None: never downloaded)."""
+    infos = [get_task(name).info() for name in BUILTIN_TASKS]
     if include_hf:
         infos += [
-            _info(HF_PREFIX + key, preset.kind, preset.description, f"hf:{preset.hub_id} (needs datasets, online)")
+            _info(
+                HF_PREFIX + key,
+                preset.kind,
+                preset.description,
+                f"hf:{preset.hub_id} (needs datasets, online)",
+            )
             for key, preset in HF_PRESETS.items()
         ]
     return infos
 
 
 def task_names(include_hf: bool = False) -> list[str]:
-    return [info.name for info in list_tasks(include_hf)]
+    names = list(BUILTIN_TASKS)
+    return names + [HF_PREFIX + key for key in HF_PRESETS] if include_hf else names
 
 
 def get_task(name: str) -> Task:
@@ -134,8 +146,21 @@ def get_task(name: str) -> Task:
     return PARSERS[spec.fmt](text, origin, name=spec.name, description=spec.description, **spec.options)
 
 
-def load_task_file(path: str | Path, fmt: str, *, name: str | None = None, **options: Any) -> Task:
+# Extensions that say which format a file is in; .jsonl is ambiguous (summary or translation).
+_FORMAT_BY_SUFFIX = {".json": "squad", ".tsv": "tsv-label", ".txt": "text"}
+
+
+def load_task_file(
+    path: str | Path, fmt: str | None = None, *, name: str | None = None, **options: Any
+) -> Task:
     """A task from a local file in one of TASK_FORMATS; `options` go to that format's parser."""
+    if not fmt:
+        fmt = _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower())
+        if fmt is None:
+            raise ConfigError(
+                f"cannot tell the format of {path} from its name",
+                fix=f"pass --task-format, one of: {', '.join(TASK_FORMATS)}",
+            )
     parser = PARSERS.get(fmt)
     if parser is None:
         raise ConfigError(f"unknown task format {fmt!r}", fix=f"use one of: {', '.join(TASK_FORMATS)}")

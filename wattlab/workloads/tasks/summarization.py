@@ -77,5 +77,8 @@ class SummarizationTask(Task):
 def build_summary_item(item_id: str, document: str, summary: str | Sequence[str], prompt: str) -> TaskItem:
     reference = summary if isinstance(summary, str) else tuple(summary)
     return TaskItem(
-        id=item_id, messages=user_message(prompt.format(document=document)), reference=reference, source=document
+        id=item_id,
+        messages=user_message(prompt.format(document=document)),
+        reference=reference,
+        source=document,
     )
