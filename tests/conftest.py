@@ -30,8 +30,9 @@ def _is_jetson() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    gpu_items = [i for i in items if "gpu" in i.keywords]
-    jetson_items = [i for i in items if "jetson" in i.keywords]
+    # get_closest_marker, not keywords: a test parameter named "gpu" must not count as the marker.
+    gpu_items = [i for i in items if i.get_closest_marker("gpu")]
+    jetson_items = [i for i in items if i.get_closest_marker("jetson")]
     if gpu_items and not _has_nvidia_gpu():
         skip = pytest.mark.skip(reason="needs an NVIDIA GPU (NVML); run on the lent GPU box")
         for item in gpu_items:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,11 @@ def test_nano_iio_total_is_pom_5v_in(tmp_path: Path) -> None:
     iio_device(
         tmp_path,
         "6-0040",
-        {0: ("POM_5V_IN", 4000, 5000, 800), 1: ("POM_5V_GPU", 1000, 5000, 200), 2: ("POM_5V_CPU", 1500, 5000, 300)},
+        {
+            0: ("POM_5V_IN", 4000, 5000, 800),
+            1: ("POM_5V_GPU", 1000, 5000, 200),
+            2: ("POM_5V_CPU", 1500, 5000, 300),
+        },
     )
     meter = JetsonMeter(tmp_path, use_jtop=False)
     assert "iio" in meter.source
@@ -102,7 +107,11 @@ def test_xavier_iio_voltage_times_current_and_summed_total(tmp_path: Path) -> No
         "1-0040",
         {0: ("GPU", None, 1000, 2000), 1: ("CPU", None, 1000, 1500), 2: ("SOC", 3000, 1000, 3000)},
     )
-    iio_device(tmp_path, "1-0041", {0: ("CV", None, 1000, 500), 1: ("VDDRQ", None, 1000, 700), 2: ("SYS5V", None, 5000, 400)})
+    iio_device(
+        tmp_path,
+        "1-0041",
+        {0: ("CV", None, 1000, 500), 1: ("VDDRQ", None, 1000, 700), 2: ("SYS5V", None, 5000, 400)},
+    )
     rails, layout = discover_rails(tmp_path)
     assert layout == "iio" and {r.name for r in rails} == {"GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"}
     p = powers(JetsonMeter(tmp_path, use_jtop=False))
@@ -138,9 +147,8 @@ def test_probe_sees_sysfs_rails(tmp_path: Path) -> None:
 class FakeJtop:
     """The slice of jtop's client the meter uses: start/close/ok/is_alive and the `power` dict (mW)."""
 
-    power: dict[str, Any] = {}
-
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, power: dict[str, Any], interval: float = 0.5) -> None:
+        self.power = power
         self.interval = interval
         self.started = self.closed = False
         self.alive = True
@@ -158,17 +166,20 @@ class FakeJtop:
         self.closed = True
 
 
-def test_jtop_orin_nx_total_from_tot_and_avg_ignored(tmp_path: Path) -> None:
-    class Jtop(FakeJtop):
-        power = {
-            "rail": {
-                "VDD_CPU_GPU_CV": {"volt": 5000, "curr": 400, "power": 2000, "avg": 9999},
-                "VDD_SOC": {"volt": 5000, "curr": 200, "power": 1000, "avg": 9999},
-            },
-            "tot": {"volt": 5000, "curr": 1000, "power": 5000, "avg": 9999, "name": "VDD_IN"},
-        }
+def jtop_with(power: dict[str, Any]) -> Callable[..., FakeJtop]:
+    return lambda interval=0.5: FakeJtop(power, interval)
 
-    meter = JetsonMeter(tmp_path, jtop=Jtop, jtop_interval_s=0.25)
+
+def test_jtop_orin_nx_total_from_tot_and_avg_ignored(tmp_path: Path) -> None:
+    power = {
+        "rail": {
+            "VDD_CPU_GPU_CV": {"volt": 5000, "curr": 400, "power": 2000, "avg": 9999},
+            "VDD_SOC": {"volt": 5000, "curr": 200, "power": 1000, "avg": 9999},
+        },
+        "tot": {"volt": 5000, "curr": 1000, "power": 5000, "avg": 9999, "name": "VDD_IN"},
+    }
+
+    meter = JetsonMeter(tmp_path, jtop=jtop_with(power), jtop_interval_s=0.25)
     assert meter.source == "jtop" and "VDD_IN" in meter.domains[0].label
     assert meter.domains[0].counter_period_s == 0.25
     assert powers(meter) == {
@@ -182,26 +193,30 @@ def test_jtop_orin_nx_total_from_tot_and_avg_ignored(tmp_path: Path) -> None:
 
 
 def test_jtop_agx_orin_sums_rails_but_not_usb_supplies(tmp_path: Path) -> None:
-    class Jtop(FakeJtop):
-        power = {
-            "rail": {
-                "VDD_GPU_SOC": {"power": 5000},
-                "VDD_CPU_CV": {"power": 3000},
-                "VIN_SYS_5V0": {"power": 2500},
-                "1-00081": {"power": 15000},  # a USB-C UCSI supply: a negotiated limit, not a rail
-            },
-            "tot": {"power": 25500},  # jtop's own sum, which included the USB entry
-        }
+    power = {
+        "rail": {
+            "VDD_GPU_SOC": {"power": 5000},
+            "VDD_CPU_CV": {"power": 3000},
+            "VIN_SYS_5V0": {"power": 2500},
+            "1-00081": {"power": 15000},  # a USB-C UCSI supply: a negotiated limit, not a rail
+        },
+        "tot": {"power": 25500},  # jtop's own sum, which included the USB entry
+    }
 
-    meter = JetsonMeter(tmp_path, jtop=Jtop)
-    assert powers(meter)["soc-total"] == pytest.approx(10.5)
+    meter = JetsonMeter(tmp_path, jtop=jtop_with(power))
+    assert powers(meter) == {
+        "soc-total": pytest.approx(10.5),
+        "rail-VDD_GPU_SOC": pytest.approx(5.0),
+        "rail-VDD_CPU_CV": pytest.approx(3.0),
+        "rail-VIN_SYS_5V0": pytest.approx(2.5),
+    }
+    assert "sum of rails" in meter.domains[0].label and any("1-00081" in n for n in meter.notes)
 
 
 def test_jtop_lost_connection_gives_missing_samples(tmp_path: Path) -> None:
-    class Jtop(FakeJtop):
-        power = {"rail": {"VDD_GPU_SOC": {"power": 5000}}, "tot": {"power": 5000}}
+    power = {"rail": {"VDD_GPU_SOC": {"power": 5000}}, "tot": {"power": 5000}}
 
-    meter = JetsonMeter(tmp_path, jtop=Jtop)
+    meter = JetsonMeter(tmp_path, jtop=jtop_with(power))
     meter._jtop.alive = False
     assert all(s.missing for s in meter.read_power())
 
@@ -213,6 +228,6 @@ def test_jtop_failure_falls_back_to_sysfs(tmp_path: Path) -> None:
         def start(self) -> None:
             raise RuntimeError("The jetson_stats.service is not active")
 
-    meter = JetsonMeter(tmp_path, jtop=Broken)
+    meter = JetsonMeter(tmp_path, jtop=lambda interval: Broken({}, interval))
     assert meter.source.startswith("sysfs") and any("not active" in n for n in meter.notes)
     assert powers(meter) == {"soc-total": pytest.approx(5.0)}

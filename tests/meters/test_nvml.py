@@ -200,10 +200,18 @@ def test_parse_cuda_visible_devices_follows_cuda() -> None:
     assert parse_cuda_visible_devices("")[0] == []
 
 
-def test_cuda_ordinal_maps_through_visible_devices() -> None:
+def test_cuda_ordinal_maps_through_visible_devices(two_gpus: FakeNvml) -> None:
     assert cuda_ordinal_to_nvml_index(1, env={}) == "1"
     assert cuda_ordinal_to_nvml_index(1, env={"CUDA_VISIBLE_DEVICES": "2,3"}) == "3"
-    assert cuda_ordinal_to_nvml_index(0, env={"CUDA_VISIBLE_DEVICES": "GPU-abc,1"}) == "GPU-abc"
+    # A UUID entry becomes its NVML index when NVML answers, else stays a UUID NvmlMeter accepts.
+    uuids = {"CUDA_VISIBLE_DEVICES": "GPU-bbbb,0"}
+    assert cuda_ordinal_to_nvml_index(0, env=uuids, nvml=two_gpus) == "1"
+    assert two_gpus.shutdowns == two_gpus.inits
+    no_driver = FakeNvml([], init_error=FakeNvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+    assert cuda_ordinal_to_nvml_index(0, env=uuids, nvml=no_driver) == "GPU-bbbb"
+    assert (
+        cuda_ordinal_to_nvml_index(0, env={"CUDA_VISIBLE_DEVICES": "GPU-ffff"}, nvml=two_gpus) == "GPU-ffff"
+    )
     with pytest.raises(ConfigError, match="exposes 2 GPU"):
         cuda_ordinal_to_nvml_index(2, env={"CUDA_VISIBLE_DEVICES": "2,3"})
 
@@ -261,3 +269,16 @@ def test_sampler_timeline_window_by_counter(two_gpus: FakeNvml) -> None:
     assert w0.energy_j == pytest.approx(100.0 * w0.duration_s, rel=0.02)
     assert w1.energy_j == pytest.approx(250.0 * w1.duration_s, rel=0.02)
     assert w0.samples >= 5 and w0.coverage == 1.0
+
+
+def test_instant_field_reading_zero_is_not_trusted() -> None:
+    class ZeroField(FakeNvml):
+        def nvmlDeviceGetFieldValues(self, h, ids):  # the driver answers SUCCESS but fills 0 mW
+            values = super().nvmlDeviceGetFieldValues(h, ids)
+            for v in values:
+                v.value.uiVal = 0
+            return values
+
+    meter = NvmlMeter(nvml=ZeroField([FakeGpu(power_mw=90_000)]))
+    assert meter.power_source["gpu0"] == POWER_USAGE
+    assert meter.read_power()[0].power_w == pytest.approx(90.0)

@@ -11,7 +11,9 @@ from wattlab.errors import MeterUnavailable
 from wattlab.meters.rapl import RaplMeter, discover, probe_root
 
 
-def zone(root: Path, name: str, label: str, energy_uj: int, max_uj: int = 1_000_000, limit_uw: int | None = None):
+def zone(
+    root: Path, name: str, label: str, energy_uj: int, max_uj: int = 1_000_000, limit_uw: int | None = None
+):
     z = root / name
     z.mkdir(parents=True)
     (z / "name").write_text(label + "\n")
@@ -44,7 +46,12 @@ def test_reads_package_and_dram_only(intel: Path) -> None:
     meter = RaplMeter(intel)
     assert [d.id for d in meter.domains] == ["cpu-package-0", "dram-0"]
     package, dram = meter.domains
-    assert (package.kind, package.device, package.has_counter, package.method) == ("cpu", "cpu", True, "counter")
+    assert (package.kind, package.device, package.has_counter, package.method) == (
+        "cpu",
+        "cpu",
+        True,
+        "counter",
+    )
     assert (dram.kind, dram.device) == ("dram", "cpu")
     assert "intel-rapl:0" in package.label and "intel-rapl:0:2" in dram.label
 

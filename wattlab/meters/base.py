@@ -119,7 +119,7 @@ class Sample:
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Sample:
         kwargs = {name: d[key] for key, name in _SHORT_NAMES.items() if key in d}
-        return cls(t_ns=int(d["t"]), domain=str(d["d"]), **kwargs)  # type: ignore[arg-type]
+        return cls(t_ns=int(d["t"]), domain=str(d["d"]), **kwargs)  # type: ignore[arg-type, call-overload]
 
 
 # Short keys keep spool files small (a 10-hour sweep at 10 Hz is ~1M lines per domain).

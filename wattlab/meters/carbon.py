@@ -51,6 +51,14 @@ class CarbonIntensity:
     country: str | None = None
     note: str | None = None
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "g_per_kwh": self.g_per_kwh,
+            "source": self.source,
+            "country": self.country,
+            "note": self.note,
+        }
+
 
 # --- countries ------------------------------------------------------------------------------------
 @functools.cache
@@ -135,7 +143,7 @@ def live_intensity(
 def resolve_intensity(
     *,
     country: str | None = None,
-    g_per_kwh: float | None = None,
+    fixed_g_per_kwh: float | None = None,
     zone: str | None = None,
     api_key: str | None = None,
     api_url: str | None = None,
@@ -143,14 +151,15 @@ def resolve_intensity(
 ) -> CarbonIntensity:
     """The intensity to use, following the module docstring's order. Bad input raises ConfigError.
 
-    api_key defaults to $ELECTRICITYMAPS_API_KEY; zone defaults to the country's alpha-2 code.
+    fixed_g_per_kwh: a configured intensity, used as is. api_key defaults to $ELECTRICITYMAPS_API_KEY;
+    zone (an Electricity Maps zone) defaults to the country's alpha-2 code.
     """
-    if g_per_kwh is not None:
-        if not g_per_kwh >= 0:
+    if fixed_g_per_kwh is not None:
+        if not fixed_g_per_kwh >= 0:
             raise ConfigError(
-                f"carbon intensity must be >= 0 g/kWh, got {g_per_kwh}", fix="e.g. 56 for France"
+                f"carbon intensity must be >= 0 g/kWh, got {fixed_g_per_kwh}", fix="e.g. 56 for France"
             )
-        return CarbonIntensity(float(g_per_kwh), "configured", to_alpha3(country) if country else None)
+        return CarbonIntensity(float(fixed_g_per_kwh), "configured", to_alpha3(country) if country else None)
     alpha3 = to_alpha3(country) if country else None
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
     note = None

@@ -194,7 +194,12 @@ class JetsonMeter(Meter):
         while not self._power_dict().get("rail") and time.monotonic() < deadline:
             self._jtop.ok()  # waits for the service's next update
         rails = self._power_dict().get("rail") or {}
-        names = list(rails)
+        # Only INA3221 rails: jtop also lists USB-C (UCSI) supplies, negotiated limits, not readings.
+        names = [n for n in rails if _RAIL_NAME.match(n) and not _skip_label(n)]
+        if len(names) < len(rails):
+            self.notes.append(
+                f"ignored non-rail jtop entries: {', '.join(n for n in rails if n not in names)}"
+            )
         tot = self._power_dict().get("tot") or {}
         # jtop moves the input rail out of "rail" into "tot" (with its name): keep it as a rail here.
         if tot.get("name") in TOTAL_RAILS and tot["name"] not in names:

@@ -95,12 +95,14 @@ def parse_cuda_visible_devices(value: str) -> tuple[list[str], list[str]]:
     return selectors, notes
 
 
-def cuda_ordinal_to_nvml_index(ordinal: int, env: dict[str, str] | None = None) -> str:
-    """The NVML selector ("0" or "GPU-<uuid>") of CUDA device `ordinal` in this process.
+def cuda_ordinal_to_nvml_index(ordinal: int, env: dict[str, str] | None = None, *, nvml: Any = None) -> str:
+    """The NVML index ("3") of CUDA device `ordinal` in this process, as a string.
 
     CUDA numbers the devices CUDA_VISIBLE_DEVICES exposes from 0, so `cuda:1` with
-    CUDA_VISIBLE_DEVICES=2,3 is NVML GPU 3. Pure: reads only the environment (pass `env` to test).
-    Pass the result to `NvmlMeter(gpus=[...])` to meter exactly the GPU an engine used.
+    CUDA_VISIBLE_DEVICES=2,3 is NVML GPU 3. Index entries need only the environment (pass `env`
+    to test). A UUID entry is turned into its index through NVML (`nvml`, default pynvml); where
+    NVML cannot answer, the UUID itself is returned, which NvmlMeter(gpus=[...]) also accepts.
+    Engines use it to report the device they ran on as "gpu:<index>", the meters' device names.
     """
     environ = os.environ if env is None else env
     if ordinal < 0:
@@ -115,7 +117,24 @@ def cuda_ordinal_to_nvml_index(ordinal: int, env: dict[str, str] | None = None) 
             f"{len(selectors)} GPU(s)",
             fix="use a smaller device ordinal or change CUDA_VISIBLE_DEVICES",
         )
-    return selectors[ordinal]
+    selector = selectors[ordinal]
+    return selector if selector.isdigit() else (_index_of_uuid(selector, nvml) or selector)
+
+
+def _index_of_uuid(uuid: str, nvml: Any = None) -> str | None:
+    """NVML index of the GPU with this UUID (or unique prefix), or None when NVML cannot tell."""
+    try:
+        nvml = nvml if nvml is not None else _import_pynvml()
+        nvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        return str(_resolve(uuid, _inventory(nvml), "GPU").index)
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +223,12 @@ def _capabilities(nvml: Any, handle: Any) -> tuple[str | None, bool]:
         has_counter = False
     source: str | None = None
     try:
-        _read_instant_mw(nvml, handle)
-        source = POWER_INSTANT
+        # A powered GPU never draws 0 W: a zero means the driver does not really fill the field.
+        if _read_instant_mw(nvml, handle) > 0:
+            source = POWER_INSTANT
     except (nvml.NVMLError, AttributeError, IndexError):
-        # Older drivers or bindings lack the field; fall through to the averaged reading.
+        pass  # older drivers or bindings lack the field
+    if source is None:
         try:
             nvml.nvmlDeviceGetPowerUsage(handle)
             source = POWER_USAGE
@@ -336,6 +357,11 @@ class NvmlMeter(Meter):
     @classmethod
     def probe(cls) -> Probe:
         return _probe_default()
+
+    @property
+    def gpus(self) -> list[GpuInfo]:
+        """The metered GPUs (NVML index, name, UUID), in domain order."""
+        return [g.info for g in self._gpus]
 
     def _selected(self, selection: list[str] | None, inventory: list[GpuInfo]) -> list[tuple[GpuInfo, bool]]:
         """(GPU, explicitly chosen) pairs, in the order given, without duplicates."""
@@ -466,7 +492,9 @@ class NvmlMeter(Meter):
                 got[key] = read()
             except nvml.NVMLError as exc:
                 # Telemetry is secondary to power: a failed one is just absent from this sample.
-                if _is_code(nvml, exc, "NVML_ERROR_NOT_SUPPORTED"):
+                if _is_code(nvml, exc, "NVML_ERROR_NOT_SUPPORTED") or _is_code(
+                    nvml, exc, "NVML_ERROR_FUNCTION_NOT_FOUND"
+                ):
                     gpu.unsupported.add(key)
         util, mem = got.get("util"), got.get("mem")
         return Sample(

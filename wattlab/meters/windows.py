@@ -17,6 +17,7 @@ readings at all has energy None, never 0 J.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -103,7 +104,7 @@ def integrate_power(ts: Sequence[int], ps: Sequence[float], t0: int, t1: int) ->
     points.extend((ts[i], ps[i]) for i in range(lo, hi))
     points.append((t1, p1 if p1 is not None else _nearest_value(ts, ps, t1)))
     energy = 0.0
-    for (t_a, p_a), (t_b, p_b) in zip(points, points[1:], strict=False):
+    for (t_a, p_a), (t_b, p_b) in itertools.pairwise(points):
         energy += (p_a + p_b) / 2.0 * (t_b - t_a) / NS
     return energy
 
@@ -126,7 +127,7 @@ def coverage_of(ts: Sequence[int], t0: int, t1: int, max_gap_ns: int) -> tuple[f
     if points[0] - t0 > max_gap_ns:
         uncovered += min(points[0], t1) - t0
         gaps += 1
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         if b - a > max_gap_ns:
             a_c, b_c = max(a, t0), min(b, t1)
             if b_c > a_c:
@@ -175,8 +176,9 @@ def window_energy(
             method = "counter"
             # Between counter reads nothing is lost: coverage is about the edges only.
             coverage, gaps = 1.0, 0
-            if energy <= 0.0 and in_window and duration_s > 0:
-                # The counter did not tick within the window: fall back to the power integral.
+            if energy <= 0.0 and series.power_t and duration_s > 0:
+                # The counter did not tick within the window: fall back to the power integral
+                # (interpolated at the edges, so it works even with no reading inside the window).
                 energy = integrate_power(series.power_t, series.power_w, t0_ns, t1_ns)
                 method = "integrated"
                 coverage, gaps = coverage_of(series.power_t, t0_ns, t1_ns, max_gap_ns)
