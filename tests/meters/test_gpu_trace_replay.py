@@ -65,6 +65,13 @@ def test_trace_has_the_expected_shape(trace: Timeline) -> None:
     assert TRACE.stat().st_size < 1_000_000
 
 
+# Steady windows agree closely. A window that opens on a power step (idle2 starts the instant the
+# matmuls stop) does not: the power reading still shows the loaded value for up to one ~100 ms
+# update, and the trapezoid carries it into the window. On the recorded H100 trace that is +5.3%
+# (744 J integrated vs 706 J by counter): the reason wattlab prefers the counter.
+TOLERANCE = {"idle": 0.02, "load": 0.02, "idle2": 0.10}
+
+
 def test_counter_and_integrated_energy_agree(trace: Timeline) -> None:
     for domain_id in gpu_domains(trace):
         if not trace.domains[domain_id].has_counter:
@@ -75,7 +82,7 @@ def test_counter_and_integrated_energy_agree(trace: Timeline) -> None:
             c, p = by_counter[name], by_power[name]
             assert c.method == "counter" and p.method == "integrated", (name, c.flags, p.flags)
             assert p.coverage == 1.0, (name, p)
-            assert p.energy_j == pytest.approx(c.energy_j, rel=0.05), name
+            assert p.energy_j == pytest.approx(c.energy_j, rel=TOLERANCE[name]), name
 
 
 def test_load_stands_clearly_above_idle(trace: Timeline) -> None:

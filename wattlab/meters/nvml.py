@@ -303,6 +303,9 @@ def _probe_default() -> Probe:
 
 
 # --- the meter -------------------------------------------------------------------------------------
+TELEMETRY_EVERY = 5  # power reads per telemetry read (10 Hz power -> 2 Hz telemetry)
+
+
 @dataclass
 class _Gpu:
     info: GpuInfo
@@ -315,6 +318,7 @@ class _Gpu:
     last_raw_mj: float | None = None
     derived: deque[tuple[int, float]] = field(default_factory=deque)  # (t_ns, J) for counter-derived power
     unsupported: set[str] = field(default_factory=set)  # telemetry NVML refused once: not asked again
+    reads: int = 0  # power reads so far; telemetry is read on every TELEMETRY_EVERY-th
 
 
 class NvmlMeter(Meter):
@@ -474,8 +478,15 @@ class NvmlMeter(Meter):
         return (energy - e0) / ((t_ns - t0) / 1e9)
 
     def _reading(self, gpu: _Gpu, t_ns: int, power_w: float | None) -> Sample:
-        """A power Sample with telemetry: utilization (%), memory used (MiB), SM clock (MHz),
-        temperature (C), enforced power limit (W). One NOT_SUPPORTED is not asked again."""
+        """A power Sample, with telemetry on every TELEMETRY_EVERY-th read: utilization (%), memory
+        used (MiB), SM clock (MHz), temperature (C), enforced power limit (W).
+
+        Telemetry changes slowly and the live view refreshes at 4 Hz, so reading it at 2 Hz instead
+        of 10 keeps the sampler's cost down (measured on an H100: 1.18% of a core with every read).
+        One NOT_SUPPORTED is not asked again."""
+        gpu.reads += 1
+        if (gpu.reads - 1) % TELEMETRY_EVERY:
+            return Sample(t_ns=t_ns, domain=gpu.domain.id, power_w=power_w)
         nvml, h = self._nvml, gpu.handle
         readers: dict[str, Callable[[], Any]] = {
             "util": lambda: nvml.nvmlDeviceGetUtilizationRates(h),
