@@ -46,7 +46,7 @@ def _add_session_settings(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("measurement")
     g.add_argument("--meters", default="auto", help="auto, or a list like nvml,rapl / estimate / jetson")
     g.add_argument("--gpus", help="NVML GPU indices or UUIDs to meter, comma-separated")
-    g.add_argument("--tdp", type=float, help="CPU TDP in W for the estimate meter")
+    g.add_argument("--tdp-w", type=float, help="CPU TDP in W for the estimate meter")
     g.add_argument("--idle-s", type=float, default=2.0, help="idle baseline before the run (s)")
     g.add_argument("--country", help="ISO country code for grid carbon intensity (e.g. FRA)")
     g.add_argument("--intensity", type=float, help="fixed grid intensity, gCO2e/kWh")
@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write a Markdown + HTML guidelines report for a session")
     p.add_argument("session", nargs="?")
-    p.add_argument("--out", default="wattlab-report")
+    p.add_argument("--out", default="wattlab-report", help="output directory")
+    p.add_argument("--baseline", help="the run to compare against (default: the session's first finished run)")
     _add_db(p)
 
     p = sub.add_parser("_runner", help=argparse.SUPPRESS)  # the detached sweep process
@@ -216,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pue=args.pue,
         meters=args.meters,
         gpus=args.gpus.split(",") if args.gpus else None,
-        tdp_w=args.tdp,
+        tdp_w=args.tdp_w,
     )
     sweep = Sweep(session=settings, runs=[(spec, 0)], source="wattlab run")
     echo = None

@@ -270,7 +270,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from wattlab.sessions.report import write_report
 
-    paths = write_report(_store(args), args.session, Path(args.out))
+    paths = write_report(_store(args), args.session, Path(args.out), baseline=args.baseline)
     for p in paths:
         print(p)
     return 0

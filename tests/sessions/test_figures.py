@@ -45,6 +45,14 @@ def test_steady_state_is_when_the_batch_is_full() -> None:
     assert figures.steady_interval(cs) == (1 * S, 2 * S)
 
 
+def test_prefill_and_decode_never_overlap_under_continuous_batching() -> None:
+    # Request 1 joins while request 0 decodes: its prefill (1.0-1.4 s) is cut out of decode.
+    cs = [_c(0, 0, 0.2, 2.0, 5), _c(1, 1.0, 1.4, 3.0, 5)]
+    prefill, decode = figures.prefill_decode_intervals(cs)
+    assert prefill == [(0, int(0.2 * S)), (1 * S, int(1.4 * S))]
+    assert decode == [(int(0.2 * S), 1 * S), (int(1.4 * S), 3 * S)]
+
+
 def test_prefill_and_decode_windows_per_static_batch() -> None:
     batch1 = [_c(0, 0, 0.2, 1.0, 4), _c(1, 0, 0.3, 1.2, 4)]
     batch2 = [_c(2, 1.2, 1.5, 2.0, 4)]

@@ -82,17 +82,17 @@ class _Worker:
     # --- ops ------------------------------------------------------------------------------------
     def op_load(self, config: dict[str, Any]) -> dict[str, Any]:
         """Resolve the model (deriving files on first use, outside the load window), then load it."""
-        import dataclasses
-
         from wattlab.engines import get_engine_class
         from wattlab.engines.models import resolve
 
-        cfg = resolve(config["model"], config["engine"], config.get("quant"), config.get("device") or "auto")
-        cfg = dataclasses.replace(
-            cfg,
-            max_batch=max(cfg.max_batch, int(config.get("max_batch") or 1)),
-            max_tokens=max(cfg.max_tokens, int(config.get("max_tokens") or 0)),
-            options={**cfg.options, **(config.get("options") or {})},
+        cfg = resolve(
+            config["model"],
+            config["engine"],
+            config.get("quant"),
+            config.get("device") or "auto",
+            max_batch=int(config.get("max_batch") or 1),
+            max_tokens=int(config.get("max_tokens") or 2048),
+            options=config.get("options") or {},
         )
         cls = get_engine_class(cfg.engine)
         self.template = cfg.options.get("chat_template")

@@ -103,21 +103,43 @@ def steady_interval(completions: list[Completion]) -> Interval | None:
     return best
 
 
+def _union(intervals: list[Interval]) -> list[Interval]:
+    out: list[Interval] = []
+    for a, b in sorted(iv for iv in intervals if iv[1] > iv[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _subtract(intervals: list[Interval], holes: list[Interval]) -> list[Interval]:
+    out = []
+    for a, b in intervals:
+        cur = a
+        for h0, h1 in holes:
+            if h1 <= cur or h0 >= b:
+                continue
+            if h0 > cur:
+                out.append((cur, h0))
+            cur = max(cur, h1)
+        if cur < b:
+            out.append((cur, b))
+    return out
+
+
 def prefill_decode_intervals(completions: list[Completion]) -> tuple[list[Interval], list[Interval]]:
-    """Per static batch (requests sharing a start time): [start, last first token], [that, end]."""
-    batches: dict[int, list[Completion]] = {}
-    for c in completions:
-        if c.first_token_ns is not None and c.end_ns is not None:
-            batches.setdefault(c.start_ns, []).append(c)
-    prefill, decode = [], []
-    for start, group in sorted(batches.items()):
-        last_first = max(int(c.first_token_ns or 0) for c in group)
-        end = max(int(c.end_ns or 0) for c in group)
-        if last_first > start:
-            prefill.append((start, last_first))
-        if end > last_first:
-            decode.append((last_first, end))
-    return prefill, decode
+    """Prefill: any request waiting for its first token; decode: requests generating and none in
+    prefill. With static batches this is optimum-benchmark's split (submission -> first tokens,
+    then -> end); with continuous batching the time when new prompts are being prefilled counts as
+    prefill. The two never overlap, so their energies add up to at most the measured window's."""
+    prefill = _union(
+        [(c.start_ns or c.arrival_ns, c.first_token_ns) for c in completions if c.first_token_ns is not None]
+    )
+    decode_any = _union(
+        [(c.first_token_ns, c.end_ns) for c in completions if c.first_token_ns is not None and c.end_ns is not None]
+    )
+    return prefill, _subtract(decode_any, prefill)
 
 
 def tokens_in_interval(completions: Iterable[Completion], iv: Interval) -> int:

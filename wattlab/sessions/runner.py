@@ -174,6 +174,7 @@ class Runner:
                 counter_hz=self.settings.counter_hz,
             ).start()
             self._measure_idle()
+            session["idle_json"] = {"idle_w": self.idle_w, "seconds": self.settings.idle_s}
             self._commit(session_row=session)
             max_batch = _max_batch_per_load(self.sweep.runs)
             for seq, (spec, repeat) in enumerate(self.sweep.runs, 1):
@@ -295,6 +296,13 @@ class Runner:
         )
         try:
             ctx.worker, ctx.load_info = self._ensure_worker(spec, max_batch)
+            self.event(
+                "run_loaded",
+                run_id=run_id,
+                devices=ctx.worker.info.get("devices"),
+                engine_version=ctx.worker.info.get("version"),
+                reused=ctx.load_info is None,
+            )
             result = execute_run(ctx)
         except (KeyboardInterrupt, _Terminated):
             self._drop_worker()
