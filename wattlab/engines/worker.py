@@ -304,7 +304,8 @@ def translate_exception(exc: BaseException) -> WattlabError:
 
     text = f"{type(exc).__name__}: {exc}".strip()
     first = text.splitlines()[0][:500]
-    if "out of memory" in text.lower() or "OutOfMemoryError" in text:
+    lowered = text.lower()
+    if "out of memory" in lowered or "not enough memory" in lowered or "OutOfMemoryError" in text:
         return OutOfMemory(
             f"the engine ran out of memory ({first})",
             fix="lower --batch-size or the token lengths, or use a smaller model/variant",

@@ -250,6 +250,10 @@ def load_timeline(path: str | Path) -> Timeline:
     path = Path(path)
     timeline: Timeline | None = None
     for item in iter_timeline_items(path):
+        if "wattlab_timeline" in item and timeline is not None:
+            # A resumed session appends a second header: keep one timeline, add its domains.
+            timeline.add_domains(Domain.from_dict(d) for d in item.get("domains", []))
+            continue
         if "wattlab_timeline" in item:
             timeline = Timeline(
                 [Domain.from_dict(d) for d in item.get("domains", [])],

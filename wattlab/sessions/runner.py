@@ -65,7 +65,9 @@ class Runner:
         self.kind = kind
         self.echo = echo
         self.spool = Spool(self.session_id)
-        self.timeline = Timeline()
+        self.timeline = Timeline(
+            power_period_s=1.0 / self.settings.power_hz, counter_period_s=1.0 / self.settings.counter_hz
+        )
         self.results: list[dict[str, Any]] = []
         self.idle_w: dict[str, float] = {}
         self._pending_items: list[dict[str, Any]] = []
@@ -78,6 +80,7 @@ class Runner:
         self.current_run_id: str | None = None
         self._last_progress = 0.0
         self.carbon: Any = None
+        self._starts: dict[int, int] = {}  # run seq -> times started (a resumed sweep retries)
 
     # --- events -----------------------------------------------------------------------------------
     def event(self, kind: str, **data: Any) -> dict[str, Any]:
@@ -136,6 +139,8 @@ class Runner:
         for ev in self.spool.events():
             if ev.get("ev") == "run_end" and ev["result"].get("status") == "finished":
                 keys.add(ev["result"].get("run_key"))
+            elif ev.get("ev") == "run_start":
+                self._starts[ev["seq"]] = self._starts.get(ev["seq"], 0) + 1
         return keys
 
     def run(self) -> list[dict[str, Any]]:
@@ -153,6 +158,7 @@ class Runner:
         done_keys = self.finished_keys() if resuming else set()
         session = self.session_row("running")
         self.spool.create(session)
+        self.spool.timeline_item(self.timeline.header())  # the spool is a loadable timeline file
         self.timeline.subscribe(self._on_timeline_item)
         status = "failed"
         try:
@@ -281,7 +287,10 @@ class Runner:
             self._worker = None
 
     def _one_run(self, seq: int, spec: RunSpec, repeat: int, max_batch: int) -> dict[str, Any]:
-        run_id = f"{self.session_id}-{seq:03d}"
+        # A retry after an interruption or failure gets its own id, so the earlier record is kept.
+        attempt = self._starts.get(seq, 0) + 1
+        self._starts[seq] = attempt
+        run_id = f"{self.session_id}-{seq:03d}" + (f".{attempt}" if attempt > 1 else "")
         self.current_run_id = run_id
         row = base_row(self.session_id, run_id, seq, spec, repeat)
         self.event("run_start", run_id=run_id, seq=seq, total=len(self.sweep.runs), label=spec.label(), row=row)

@@ -231,6 +231,14 @@ class SessionSettings:
     power_hz: float = 10.0
     counter_hz: float = 2.0
 
+    def __post_init__(self) -> None:
+        for name in ("power_hz", "counter_hz", "pue"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"[session] {name} must be a positive number, got {value!r}", fix=f"e.g. {name} = 1.0")
+        if not isinstance(self.idle_s, int | float) or self.idle_s < 0:
+            raise ConfigError(f"[session] idle_s must be >= 0, got {self.idle_s!r}", fix="e.g. idle_s = 3")
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
