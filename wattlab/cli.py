@@ -25,7 +25,7 @@ RUN_JSON_KEYS = [
     "requests_ok", "rate", "decoding", "duration_s", "load_s", "load_energy_j", "tokens_in", "tokens_out",
     "throughput_tok_s", "total_tok_s", "requests_per_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
     "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p50_s", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s",
-    "energy_j", "energy_net_j", "energy_method", "energy_coverage", "j_per_token", "j_per_token_net",
+    "energy_j", "energy_net_j", "energy_method", "energy_coverage", "energy_domains", "j_per_token", "j_per_token_net",
     "steady_j_per_token", "j_per_request", "tokens_per_j", "wh_per_1k_requests", "gco2e",
     "gco2e_per_request", "carbon_g_per_kwh", "carbon_source", "pue", "mean_power_w", "peak_power_w",
     "util_mean_pct", "peak_mem_mib", "quality", "quality_metric", "quality_metrics", "green_index",

@@ -85,3 +85,14 @@ def test_window_rows_sum_intervals_and_subtract_idle() -> None:
     assert rows[0]["method"] == "integrated"
     total = figures.total_of(rows, "decode")
     assert total["energy_j"] == pytest.approx(200.0) and total["coverage"] == 1.0
+
+
+def test_an_estimated_cpu_does_not_relabel_a_measured_gpu_total() -> None:
+    rows = [
+        {"window_name": "measured", "domain_id": "gpu0", "energy_j": 100.0, "net_energy_j": 60.0, "method": "counter", "coverage": 1.0},
+        {"window_name": "measured", "domain_id": "cpu-estimate", "energy_j": 30.0, "net_energy_j": 5.0, "method": "estimated", "coverage": 1.0},
+    ]
+    total = figures.total_of(rows, "measured")
+    assert (total["energy_j"], total["method"], total["domains"]) == (100.0, "counter", "gpu0")
+    only_estimated = figures.total_of(rows[1:], "measured")
+    assert (only_estimated["energy_j"], only_estimated["method"]) == (30.0, "estimated")

@@ -5,10 +5,13 @@ No heavy import here; torch-specific helpers import torch inside the function.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
+import struct
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from wattlab.engines.base import Completion, Decoding, Engine, Request
 from wattlab.errors import ConfigError, EngineError, OutOfMemory
@@ -26,7 +29,9 @@ def check_decoding(engine: Engine, decoding: Decoding) -> None:
     if decoding.strategy == "sample" and not engine.SUPPORTS_SAMPLING:
         raise EngineError(f"the {engine.name} engine cannot sample", fix="use --decoding greedy")
     if decoding.strategy not in ("greedy", "sample", "beam"):
-        raise ConfigError(f"unknown decoding strategy {decoding.strategy!r}", fix="use greedy, sample or beam")
+        raise ConfigError(
+            f"unknown decoding strategy {decoding.strategy!r}", fix="use greedy, sample or beam"
+        )
     if decoding.strategy == "beam" and decoding.num_beams < 2:
         raise ConfigError(f"beam search with num_beams={decoding.num_beams}", fix="use num_beams >= 2")
 
@@ -132,3 +137,20 @@ def is_oom(exc: BaseException) -> bool:
 
 def oom_error(exc: BaseException, where: str) -> OutOfMemory:
     return OutOfMemory(f"out of memory while {where}: {str(exc).splitlines()[0][:300]}", fix=OOM_FIX)
+
+
+def safetensors_parameter_count(directory: str | Path) -> int | None:
+    """Parameters in a checkpoint directory, from its safetensors headers (no tensor is read)."""
+    total = 0
+    files = sorted(Path(directory).glob("*.safetensors"))
+    for path in files:
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        for name, info in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in info["shape"]:
+                    count *= dim
+                total += count
+    return total or None

@@ -208,7 +208,7 @@ def _quantize(source: Path, out: Path, variant: str) -> None:
     import llama_cpp
 
     from wattlab.engines.gguf_meta import FILE_TYPE_IDS
-    from wattlab.engines.llamacpp_engine import quiet_llama_logs
+    from wattlab.engines.llamacpp_log import quiet_llama_logs
 
     quiet_llama_logs()  # its per-tensor report goes to wattlab's log buffer, not the terminal
     params = llama_cpp.llama_model_quantize_default_params()

@@ -112,7 +112,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             title="Corrupt GGUF file",
         ) from None
     except OSError as exc:
-        raise ModelError(f"cannot read {path}: {exc.strerror}", fix="check the path and permissions") from None
+        raise ModelError(
+            f"cannot read {path}: {exc.strerror}", fix="check the path and permissions"
+        ) from None
 
 
 def file_type(meta: dict[str, Any]) -> str:

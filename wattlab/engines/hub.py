@@ -62,7 +62,8 @@ def fetch_gguf(hub_id: str, variant: str) -> Path:
     choice = matching or (files if len(files) == 1 else [])
     if not choice:
         raise ModelError(
-            f"{hub_id!r} has no GGUF file for {variant}" + (f" (it has: {', '.join(files)})" if files else ""),
+            f"{hub_id!r} has no GGUF file for {variant}"
+            + (f" (it has: {', '.join(files)})" if files else ""),
             fix="choose a variant the repo has, or a repo that ships GGUF files",
         )
     try:

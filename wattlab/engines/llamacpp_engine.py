@@ -18,7 +18,6 @@ import collections
 import ctypes
 import importlib.metadata
 import os
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -29,29 +28,8 @@ import numpy as np
 from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
 from wattlab.engines.gguf_meta import read_metadata
+from wattlab.engines.llamacpp_log import clear_log, quiet_llama_logs, recent_log
 from wattlab.errors import EngineError, ModelError, OutOfMemory
-
-# llama.cpp logs through one process-wide callback. Keep recent lines (to explain a failed load)
-# and print them only when asked: WATTLAB_LLAMA_VERBOSE=1.
-_LOG: collections.deque[str] = collections.deque(maxlen=64)
-
-
-@lc.llama_log_callback
-def _log_callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    message = text.decode("utf-8", errors="replace")
-    _LOG.append(message)
-    if os.environ.get("WATTLAB_LLAMA_VERBOSE") == "1":
-        sys.stderr.write(message)
-
-
-def quiet_llama_logs() -> None:
-    """Route llama.cpp's log through wattlab's buffer (also used while quantizing)."""
-    lc.llama_log_set(_log_callback, ctypes.c_void_p(0))
-
-
-def _recent_log(lines: int = 6) -> str:
-    text = "".join(_LOG).strip().splitlines()
-    return " | ".join(line.strip() for line in text[-lines:] if line.strip())
 
 
 @dataclass(slots=True)
@@ -105,12 +83,13 @@ class LlamaCppEngine(Engine):
         opts = self.config.options
         self._gpu_layers = self._gpu_layer_count(opts.get("n_gpu_layers"))
         mparams = lc.llama_model_default_params()
-        mparams.n_gpu_layers = self._gpu_layers
+        # -1 = every layer; llama.cpp wants a count, and clamps a large one to the model's.
+        mparams.n_gpu_layers = 0x7FFFFFFF if self._gpu_layers < 0 else self._gpu_layers
         if self._gpu_layers:
             self._main_gpu = int(self.config.device.split(":")[1]) if ":" in self.config.device else 0
             mparams.main_gpu = self._main_gpu
             mparams.split_mode = lc.LLAMA_SPLIT_MODE_NONE  # one GPU, so its energy is the run's
-        _LOG.clear()
+        clear_log()
         self._model = lc.llama_model_load_from_file(self.config.path.encode(), mparams)
         if not self._model:
             raise self._load_error()
@@ -138,7 +117,7 @@ class LlamaCppEngine(Engine):
             )
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
-            reason = _recent_log()
+            reason = recent_log()
             self.close()
             if "memory" in reason.lower() or "alloc" in reason.lower():
                 raise OutOfMemory(
@@ -165,7 +144,7 @@ class LlamaCppEngine(Engine):
         return -1 if supported else 0  # -1: every layer
 
     def _load_error(self) -> ModelError | OutOfMemory:
-        reason = _recent_log() or "no reason given"
+        reason = recent_log() or "no reason given"
         lowered = reason.lower()
         if "unknown model architecture" in lowered:
             fix = "this llama.cpp is too old for the model: pip install -U llama-cpp-python"
@@ -225,7 +204,9 @@ class LlamaCppEngine(Engine):
             bans = (lc.llama_logit_bias * len(self._eog))(
                 *[lc.llama_logit_bias(t, float("-inf")) for t in sorted(self._eog)]
             )
-            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_logit_bias(self._n_vocab, len(bans), bans))
+            lc.llama_sampler_chain_add(
+                chain, lc.llama_sampler_init_logit_bias(self._n_vocab, len(bans), bans)
+            )
         if decoding.strategy == "greedy":
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
             return chain
@@ -385,7 +366,7 @@ class LlamaCppEngine(Engine):
         if status == 1:
             message = "llama.cpp found no KV-cache room for this batch (status 1)"
         else:
-            message = f"llama_decode failed with status {status}: {_recent_log(3)}"
+            message = f"llama_decode failed with status {status}: {recent_log(3)}"
         if status < 0 and "memory" in message.lower():
             raise OutOfMemory(message, fix=_common.OOM_FIX)
         for slot in list(active.values()):
@@ -417,7 +398,9 @@ class LlamaCppEngine(Engine):
                 status = lc.llama_decode(self._ctx, self._batch)
                 if status != 0:
                     raise EngineError(f"llama_decode failed with status {status}", fix=_common.OOM_FIX)
-                logits = np.ctypeslib.as_array(lc.llama_get_logits(self._ctx), shape=(len(chunk), self._n_vocab))
+                logits = np.ctypeslib.as_array(
+                    lc.llama_get_logits(self._ctx), shape=(len(chunk), self._n_vocab)
+                )
                 logits = logits.astype(np.float64)
                 peak = logits.max(axis=1, keepdims=True)
                 log_norm = peak[:, 0] + np.log(np.exp(logits - peak).sum(axis=1))
@@ -446,4 +429,3 @@ class LlamaCppEngine(Engine):
         if self._model:
             lc.llama_model_free(self._model)
         self._model = None
-

@@ -95,7 +95,7 @@ def list_models() -> list[ModelInfo]:
         models.append(
             ModelInfo(
                 RANDOM_PREFIX + arch,
-                f"random weights in the shape of {note.get('shape_of', arch)} ({note.get('parameters', '?')})",
+                f"random weights shaped as {note.get('shape_of', arch)} ({note.get('parameters', '?')})",
                 HF_ENGINES,
                 "smollm2",
                 True,
@@ -220,7 +220,7 @@ def _check_variant(variant: str, allowed: list[str], model: str, engine: str) ->
 
 
 def default_device(engine: str) -> str:
-    """"cuda" where NVML sees a GPU and the engine can use it, else "cpu" (llama.cpp decides itself)."""
+    """ "cuda" where NVML sees a GPU and the engine can use it, else "cpu" (llama.cpp decides itself)."""
     if engine == "llamacpp":
         return "auto"
     if engine == "vllm" and importlib.util.find_spec("vllm") is not None:
@@ -267,8 +267,7 @@ def resolve(
     source = _source(model, engine)
     allowed = variants(model, engine)
     if variant is None:
-        on_gpu = device.startswith("cuda") or (device == "auto" and has_nvidia_gpu())
-        variant = "bf16" if engine in HF_ENGINES and on_gpu else allowed[0]
+        variant = "bf16" if engine in HF_ENGINES and device.startswith("cuda") else allowed[0]
     variant = _check_variant(variant, allowed, model, engine)
     common = {"max_batch": max_batch, "max_tokens": max_tokens, "device": device, "variant": variant}
 
@@ -281,33 +280,32 @@ def resolve(
         return EngineConfig(engine, model, opts["base_url"], "remote", options=opts, **common)
 
     if engine == "llamacpp":
-        path = _gguf_for(source, variant, prepare)
-        opts.setdefault("chat_template", _template_of_gguf(path if path.exists() else source.path))
+        origin, path = _gguf_for(source, variant, prepare)
+        opts.setdefault("chat_template", _template_of_gguf(origin))
         if not path.exists():
-            assert source.path is not None
-            opts["derive_from"] = str(source.path)
+            opts["derive_from"] = str(origin)
         return EngineConfig(engine, model, str(path), "gguf", options=opts, **common)
 
     return _resolve_hf(model, engine, source, opts, prepare, common)
 
 
-def _gguf_for(source: _Source, variant: str, prepare: bool) -> Path:
+def _gguf_for(source: _Source, variant: str, prepare: bool) -> tuple[Path, Path]:
+    """(the GGUF the user named, the file to load: itself or its `variant` requantization)."""
     if source.kind == "hub":
         from wattlab.engines.hub import fetch_gguf
 
-        path = fetch_gguf(source.hub_id or "", variant)
-        source = _Source("gguf", path)
-    assert source.path is not None
-    if file_type(read_metadata(source.path)) == variant:
-        return source.path
+        origin = fetch_gguf(source.hub_id or "", variant)
+    else:
+        assert source.path is not None
+        origin = source.path
+    if file_type(read_metadata(origin)) == variant:
+        return origin, origin
     if prepare:
-        return ensure_gguf_variant(source.path, variant)
-    return gguf_variant_path(source.path, variant)
+        return origin, ensure_gguf_variant(origin, variant)
+    return origin, gguf_variant_path(origin, variant)
 
 
-def _template_of_gguf(path: Path | None) -> str:
-    if path is None:
-        return "chatml"
+def _template_of_gguf(path: Path) -> str:
     return detect_style(read_metadata(path).get("tokenizer.chat_template")) or "chatml"
 
 

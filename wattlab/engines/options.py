@@ -22,7 +22,9 @@ class Option:
 
 _COMMON = (
     Option("chat_template", str, "wattlab chat template: chatml, smollm2, qwen2.5, llama3"),
-    Option("tokenizer", str, "tokenizer source: a directory, a .gguf, or 'bytes' (byte-level fallback)", True),
+    Option(
+        "tokenizer", str, "tokenizer source: a directory, a .gguf, or 'bytes' (byte-level fallback)", True
+    ),
     Option("derive_from", str, "the GGUF this model's files are made from when missing", True),
 )
 
@@ -30,7 +32,9 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
     "transformers": (
         *_COMMON,
         Option("n_threads", int, "CPU threads for torch (default: torch's own choice)"),
-        Option("attn_implementation", str, "eager | sdpa | flash_attention_2 (default: transformers' choice)"),
+        Option(
+            "attn_implementation", str, "eager | sdpa | flash_attention_2 (default: transformers' choice)"
+        ),
     ),
     "vllm": (
         *_COMMON,

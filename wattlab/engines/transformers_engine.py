@@ -18,6 +18,7 @@ import time
 from typing import Any, ClassVar
 
 import torch
+import transformers
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -38,19 +39,21 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class _BanEosUntil(LogitsProcessor):
-    """Set EOS logits to -inf for each row that has fewer than its min_new_tokens."""
+    """Set EOS logits to -inf for each row that has fewer than its min_new_tokens.
+
+    rows_per_request: 1, or num_beams for beam search (rows are grouped by request).
+    """
 
     def __init__(self, prompt_len: int, mins: list[int], eos: list[int], rows_per_request: int) -> None:
         self.prompt_len = prompt_len
-        self.mins = mins
-        self.eos = eos
-        self.rows_per_request = rows_per_request
+        self.row_mins = torch.tensor(mins).repeat_interleave(rows_per_request)
+        self.eos = torch.tensor(eos)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         generated = input_ids.shape[1] - self.prompt_len
-        for row in range(scores.shape[0]):
-            if generated < self.mins[row // self.rows_per_request]:
-                scores[row, self.eos] = float("-inf")
+        rows = (self.row_mins > generated).nonzero()[:, 0]
+        if len(rows):
+            scores[rows[:, None].to(scores.device), self.eos[None, :].to(scores.device)] = float("-inf")
         return scores
 
 
@@ -141,6 +144,7 @@ class TransformersEngine(Engine):
         from wattlab.engines.models import ensure_files
 
         ensure_files(self.config)
+        transformers.utils.logging.disable_progress_bar()  # no per-shard bars in the worker's log
         if self.config.variant not in DTYPES:
             raise EngineError(
                 f"transformers cannot run variant {self.config.variant!r}",

@@ -231,7 +231,9 @@ class WorkerClient:
             msg = self._next_message(deadline, timeout_s)
             ev = msg.get("ev")
             if ev == "mark" and self.on_mark:
-                self.on_mark(msg["name"], int(msg["t"]), {k: v for k, v in msg.items() if k not in ("ev", "name", "t")})
+                self.on_mark(
+                    msg["name"], int(msg["t"]), {k: v for k, v in msg.items() if k not in ("ev", "name", "t")}
+                )
             elif ev == "progress" and self.on_progress:
                 self.on_progress(int(msg["tokens"]), int(msg["t"]))
             elif ev == "ok":

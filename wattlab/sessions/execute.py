@@ -168,6 +168,7 @@ def energy_figures(
         "energy_net_j": measured["energy_net_j"],
         "energy_method": measured["method"],
         "energy_coverage": measured["coverage"],
+        "energy_domains": measured["domains"],
         "carbon_g_per_kwh": ctx.carbon.g_per_kwh,
         "carbon_source": ctx.carbon.source,
         "pue": ctx.pue,

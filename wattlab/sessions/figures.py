@@ -197,16 +197,26 @@ def windows_energy(
 
 
 def total_of(rows: list[dict[str, Any]], window: str) -> dict[str, Any]:
-    """Sum of a window's domain rows: gross, net, weakest method, lowest coverage."""
+    """Sum of a window's domain rows: gross, net, weakest method, lowest coverage, which domains.
+
+    Estimated domains (the CPU modelled as utilization x TDP) are left out of the total when a
+    measured domain exists: a GPU's counter-measured energy is not relabelled "estimated" because
+    the host CPU had no meter. Their energy stays in the per-domain rows, marked estimated.
+    """
     mine = [r for r in rows if r["window_name"] == window]
+    measured = [r for r in mine if r["method"] != "estimated"]
+    if measured:
+        mine = measured
     if not mine or any(r["energy_j"] is None for r in mine):
-        return {"energy_j": None, "energy_net_j": None, "method": None, "coverage": 0.0 if mine else None}
+        return {"energy_j": None, "energy_net_j": None, "method": None, "coverage": 0.0 if mine else None,
+                "domains": ",".join(r["domain_id"] for r in mine)}
     nets = [r["net_energy_j"] for r in mine]
     return {
         "energy_j": sum(r["energy_j"] for r in mine),
         "energy_net_j": None if any(n is None for n in nets) else sum(nets),
         "method": weakest_method([r["method"] for r in mine]),
         "coverage": min(r["coverage"] for r in mine),
+        "domains": ",".join(r["domain_id"] for r in mine),
     }
 
 

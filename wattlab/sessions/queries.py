@@ -42,6 +42,7 @@ FIGURES: list[tuple[str, str, str, str | None]] = [
     ("energy_j", "energy (gross)", "J", "energy_method"),
     ("energy_net_j", "energy (net of idle)", "J", "energy_method"),
     ("energy_coverage", "data coverage", "", None),
+    ("energy_domains", "domains summed", "", None),
     ("j_per_token", "energy per output token", "J", "energy_method"),
     ("j_per_token_net", "net energy per output token", "J", "energy_method"),
     ("steady_j_per_token", "steady-state J/token", "J", "energy_method"),

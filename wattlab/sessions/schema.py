@@ -115,6 +115,7 @@ _V1 = [
         energy_net_j        DOUBLE,         -- minus idle power x duration
         energy_method       VARCHAR,
         energy_coverage     DOUBLE,
+        energy_domains      VARCHAR,        -- the domains summed (measured ones, when any)
         steady_energy_j     DOUBLE,
         steady_tokens       BIGINT,
         steady_j_per_token  DOUBLE,
