@@ -124,7 +124,7 @@ def _build_hf_checkpoint(gguf: Path, out: Path) -> None:
         ) from exc
     # The weights are plain fp32 tensors now; without this, save_pretrained records a "gguf"
     # quantization that neither transformers nor vLLM can load back.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 - typed as a module attribute by transformers
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     config_path = out / "config.json"

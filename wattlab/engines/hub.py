@@ -7,6 +7,7 @@ Files land in the hub's own cache (HF_HOME), so a second run finds them offline.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from wattlab.errors import EngineNotInstalled, ModelError
@@ -16,7 +17,13 @@ from wattlab.errors import EngineNotInstalled, ModelError
 CHECKPOINT_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
 
 
-def _hub():  # type: ignore[no-untyped-def]
+def _hub(hub_id: str):  # type: ignore[no-untyped-def]
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelError(
+            f"cannot fetch {hub_id!r}: HF_HUB_OFFLINE is set, so the hub is not asked",
+            fix="unset HF_HUB_OFFLINE on a box that is online, or give the model's local path",
+            title="Model not fetched",
+        )
     if importlib.util.find_spec("huggingface_hub") is None:
         raise EngineNotInstalled(
             "hub ids need huggingface_hub, which is not installed",
@@ -38,7 +45,7 @@ def _failed(hub_id: str, exc: Exception) -> ModelError:
 
 def fetch_checkpoint(hub_id: str) -> Path:
     """Download (or find in the hub cache) a checkpoint's config, tokenizer and safetensors."""
-    hub = _hub()
+    hub = _hub(hub_id)
     try:
         path = Path(str(hub.snapshot_download(hub_id, allow_patterns=CHECKPOINT_PATTERNS)))
     except Exception as exc:  # network, auth and not-found errors all end the same way for the user
@@ -53,7 +60,7 @@ def fetch_checkpoint(hub_id: str) -> Path:
 
 def fetch_gguf(hub_id: str, variant: str) -> Path:
     """Download the repo's GGUF whose name carries `variant` (e.g. Q4_K_M), else its only GGUF."""
-    hub = _hub()
+    hub = _hub(hub_id)
     try:
         files = [f for f in hub.list_repo_files(hub_id) if f.lower().endswith(".gguf")]
     except Exception as exc:

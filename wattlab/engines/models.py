@@ -269,7 +269,12 @@ def resolve(
     if variant is None:
         variant = "bf16" if engine in HF_ENGINES and device.startswith("cuda") else allowed[0]
     variant = _check_variant(variant, allowed, model, engine)
-    common = {"max_batch": max_batch, "max_tokens": max_tokens, "device": device, "variant": variant}
+    common: dict[str, Any] = {
+        "max_batch": max_batch,
+        "max_tokens": max_tokens,
+        "device": device,
+        "variant": variant,
+    }
 
     if engine == "openai":
         opts.setdefault("base_url", "http://127.0.0.1:8000/v1")

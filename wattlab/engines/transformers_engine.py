@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 import transformers
@@ -87,7 +87,7 @@ class _StepClock(StoppingCriteria):
         self.step_ns.append(time.monotonic_ns())
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if not self.per_row:
-            return done
+            return cast(torch.BoolTensor, done)
         generated = input_ids.shape[1] - self.prompt_len
         live = 0
         for row, token in enumerate(newest):
@@ -102,7 +102,7 @@ class _StepClock(StoppingCriteria):
                 done[row] = True
         if self.progress and live:
             self.progress(live)
-        return done
+        return cast(torch.BoolTensor, done)
 
 
 class TransformersEngine(Engine):
