@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-file", help="a local task file")
     p.add_argument("--task-format", help="squad | jsonl-summary | tsv-label | text")
     p.add_argument("--limit", type=int, help="task items to run")
-    p.add_argument("--warmup", type=int, default=1, help="warmup requests before the measured window")
+    p.add_argument("--warmup", type=int, help="warmup requests before the measured window (default: one batch)")
     p.add_argument("--timeout", type=float, help="seconds before the engine is stopped and the run failed")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="engine option, e.g. n_gpu_layers=99")
     p.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")

@@ -45,6 +45,15 @@ def test_steady_state_is_when_the_batch_is_full() -> None:
     assert figures.steady_interval(cs) == (1 * S, 2 * S)
 
 
+def test_steady_state_spans_every_static_batch() -> None:
+    # Two batches of two: full from 0.3 s (batch 1 filled) until the last drain begins at 2.0 s.
+    cs = [_c(0, 0, 0.2, 1.0, 5), _c(1, 0, 0.3, 1.0, 5), _c(2, 1.0, 1.2, 2.0, 5), _c(3, 1.0, 1.3, 2.2, 5)]
+    assert figures.steady_interval(cs) == (int(0.3 * S), 2 * S)
+    # Sequential batch-1 requests: steady from the first token to the last request's end.
+    seq = [_c(i, i, i + 0.1, i + 0.9, 5) for i in range(3)]
+    assert figures.steady_interval(seq) == (int(0.1 * S), int(2.9 * S))
+
+
 def test_prefill_and_decode_never_overlap_under_continuous_batching() -> None:
     # Request 1 joins while request 0 decodes: its prefill (1.0-1.4 s) is cut out of decode.
     cs = [_c(0, 0, 0.2, 2.0, 5), _c(1, 1.0, 1.4, 3.0, 5)]

@@ -154,6 +154,10 @@ class TransformersEngine(Engine):
             torch.set_num_threads(int(self.config.options["n_threads"]))
         self.device = self._pick_device()
         if self.device.type == "cuda":
+            # Initialise CUDA on this device first: on torch 2.11 (the lent H100) resetting the peak
+            # statistics of a device without a context fails with "Invalid device argument".
+            torch.cuda.set_device(self.device)
+            torch.cuda.init()
             torch.cuda.reset_peak_memory_stats(self.device)
         self.tokenizer = self._load_tokenizer()
         dtype = DTYPES[self.config.variant]

@@ -76,7 +76,9 @@ def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> di
 
 
 def steady_interval(completions: list[Completion]) -> Interval | None:
-    """The longest stretch during which the number of decoding requests was at its maximum."""
+    """Steady state: from when the most requests first decode at once (the batch first fills) to
+    when that number is last left (the final drain begins). Dips between static batches stay
+    inside: refilling the batch is part of steady operation."""
     events: list[tuple[int, int]] = []
     for c in completions:
         if c.first_token_ns is not None and c.end_ns is not None and c.end_ns > c.first_token_ns:
@@ -89,18 +91,18 @@ def steady_interval(completions: list[Completion]) -> Interval | None:
     for _, delta in events:
         active += delta
         peak = max(peak, active)
-    best: Interval | None = None
+    first_full: int | None = None
+    last_drain: int | None = None
     active = 0
-    start: int | None = None
     for t, delta in events:
         active += delta
-        if active == peak and start is None:
-            start = t
-        elif active < peak and start is not None:
-            if best is None or t - start > best[1] - best[0]:
-                best = (start, t)
-            start = None
-    return best
+        if active == peak and first_full is None:
+            first_full = t
+        if delta < 0 and active == peak - 1:
+            last_drain = t
+    if first_full is None or last_drain is None or last_drain <= first_full:
+        return None
+    return first_full, last_drain
 
 
 def _union(intervals: list[Interval]) -> list[Interval]:

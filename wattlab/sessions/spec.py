@@ -74,7 +74,7 @@ class RunSpec:
     limit: int | None = None
     chat: bool = True
     exact_output: bool = True  # synthetic: ignore EOS until output_tokens
-    warmup_requests: int = 1
+    warmup_requests: int | None = None  # default: one full batch at the run's own lengths
     repeats: int = 1
     timeout_s: float | None = None
     options: dict[str, Any] = field(default_factory=dict)  # engine knobs: n_gpu_layers, ...
@@ -164,7 +164,7 @@ def validate(spec: RunSpec) -> None:
             raise ConfigError(f"{name} must be at least 1, got {getattr(spec, name)}", fix=f"set {name} >= 1")
     if spec.requests is not None and spec.requests < 1:
         raise ConfigError(f"requests must be at least 1, got {spec.requests}", fix="set requests >= 1")
-    if spec.warmup_requests < 0:
+    if spec.warmup_requests is not None and spec.warmup_requests < 0:
         raise ConfigError("warmup_requests cannot be negative", fix="use 0 to skip warmup")
     if spec.rate is not None and spec.rate <= 0:
         raise ConfigError(f"rate must be positive, got {spec.rate}", fix="requests per second, e.g. rate = 2")
