@@ -38,7 +38,10 @@ def main() -> None:
 
     nvml.nvmlInit()
     h = nvml.nvmlDeviceGetHandleByIndex(0)
-    out: dict[str, Any] = {"gpu": nvml.nvmlDeviceGetName(h), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out: dict[str, Any] = {
+        "gpu": nvml.nvmlDeviceGetName(h),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     time.sleep(3)
     out["idle"] = {k: measure(f, n) for k, (f, n) in calls(nvml, h).items()}
     stop = threading.Event()

@@ -17,11 +17,15 @@ def _loaded_after(code: str) -> list[str]:
 
 def test_importing_wattlab_and_its_layers_is_light() -> None:
     loaded = _loaded_after(
-        "import wattlab, wattlab.cli, wattlab.meters, wattlab.engines, wattlab.sessions.spec, wattlab.workloads"
+        "import wattlab, wattlab.cli, wattlab.meters, wattlab.engines, "
+        "wattlab.sessions.spec, wattlab.workloads"
     )
     assert loaded == []
 
 
 def test_help_imports_no_backend() -> None:
-    code = "import sys\nsys.argv=['wattlab','--help']\nfrom wattlab.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
+    code = (
+        "import sys\nsys.argv=['wattlab','--help']\nfrom wattlab.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass"
+    )
     assert _loaded_after(code) == []

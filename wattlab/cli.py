@@ -13,23 +13,78 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from wattlab import __version__
 from wattlab.errors import WattlabError
 
 RUN_JSON_KEYS = [
-    "run_id", "session_id", "status", "error", "error_fix", "engine", "engine_version", "model", "quant",
-    "device", "devices", "mode", "workload", "task", "batch_size", "input_tokens", "output_tokens", "requests",
-    "requests_ok", "rate", "decoding", "duration_s", "load_s", "load_energy_j", "tokens_in", "tokens_out",
-    "throughput_tok_s", "total_tok_s", "requests_per_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
-    "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p50_s", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s",
-    "energy_j", "energy_net_j", "energy_method", "energy_coverage", "energy_domains", "j_per_token", "j_per_token_net",
-    "steady_j_per_token", "j_per_request", "tokens_per_j", "wh_per_1k_requests", "gco2e",
-    "gco2e_per_request", "carbon_g_per_kwh", "carbon_source", "pue", "mean_power_w", "peak_power_w",
-    "util_mean_pct", "peak_mem_mib", "quality", "quality_metric", "quality_metrics", "green_index",
-    "green_index_inputs", "flags", "energy",
+    "run_id",
+    "session_id",
+    "status",
+    "error",
+    "error_fix",
+    "engine",
+    "engine_version",
+    "model",
+    "quant",
+    "device",
+    "devices",
+    "mode",
+    "workload",
+    "task",
+    "batch_size",
+    "input_tokens",
+    "output_tokens",
+    "requests",
+    "requests_ok",
+    "rate",
+    "decoding",
+    "duration_s",
+    "load_s",
+    "load_energy_j",
+    "tokens_in",
+    "tokens_out",
+    "throughput_tok_s",
+    "total_tok_s",
+    "requests_per_s",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "tpot_p50_s",
+    "tpot_p90_s",
+    "tpot_p99_s",
+    "itl_p50_s",
+    "e2e_p50_s",
+    "e2e_p90_s",
+    "e2e_p99_s",
+    "energy_j",
+    "energy_net_j",
+    "energy_method",
+    "energy_coverage",
+    "energy_domains",
+    "j_per_token",
+    "j_per_token_net",
+    "steady_j_per_token",
+    "j_per_request",
+    "tokens_per_j",
+    "wh_per_1k_requests",
+    "gco2e",
+    "gco2e_per_request",
+    "carbon_g_per_kwh",
+    "carbon_source",
+    "pue",
+    "mean_power_w",
+    "peak_power_w",
+    "util_mean_pct",
+    "peak_mem_mib",
+    "quality",
+    "quality_metric",
+    "quality_metrics",
+    "green_index",
+    "green_index_inputs",
+    "flags",
+    "energy",
 ]
 
 
@@ -61,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"wattlab {__version__}")
     _add_db(parser, top=True)
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("console", help="open the console (the default)")
     _add_db(p)
@@ -77,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, help="number of requests (default: one batch)")
     p.add_argument("--mode", default="offline", choices=["offline", "online"])
     p.add_argument("--rate", type=float, help="online: arrivals per second (Poisson)")
-    p.add_argument("--burstiness", type=float, default=1.0, help="online: gamma shape of the gaps (1 = Poisson)")
+    p.add_argument(
+        "--burstiness", type=float, default=1.0, help="online: gamma shape of the gaps (1 = Poisson)"
+    )
     p.add_argument("--max-concurrency", type=int)
     p.add_argument("--decoding", default="greedy", choices=["greedy", "sample", "beam"])
     p.add_argument("--temperature", type=float, default=1.0)
@@ -90,16 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-file", help="a local task file")
     p.add_argument("--task-format", help="squad | jsonl-summary | tsv-label | text")
     p.add_argument("--limit", type=int, help="task items to run")
-    p.add_argument("--warmup", type=int, help="warmup requests before the measured window (default: one batch)")
+    p.add_argument(
+        "--warmup", type=int, help="warmup requests before the measured window (default: one batch)"
+    )
     p.add_argument("--timeout", type=float, help="seconds before the engine is stopped and the run failed")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="engine option, e.g. n_gpu_layers=99")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine option, e.g. n_gpu_layers=99",
+    )
     p.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")
     _add_session_settings(p)
     _add_db(p)
 
     p = sub.add_parser("sweep", help="run a TOML sweep (a grid of runs) as one session")
     p.add_argument("file", help="sweep TOML file")
-    p.add_argument("--detach", action="store_true", help="run in the background; follow with `wattlab attach`")
+    p.add_argument(
+        "--detach", action="store_true", help="run in the background; follow with `wattlab attach`"
+    )
     p.add_argument("--new", action="store_true", help="start a new session even if an unfinished one exists")
     p.add_argument("--resume", metavar="SESSION", help="resume this session (finished runs are skipped)")
     _add_db(p)
@@ -118,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_db(p)
 
-    p = sub.add_parser("compare", help="runs side by side, with % change against the first")
+    p = sub.add_parser("compare", help="runs side by side, with %% change against the first")
     p.add_argument("runs", nargs="+")
     p.add_argument("--json", action="store_true")
     _add_db(p)
@@ -150,10 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write a Markdown + HTML guidelines report for a session")
     p.add_argument("session", nargs="?")
     p.add_argument("--out", default="wattlab-report", help="output directory")
-    p.add_argument("--baseline", help="the run to compare against (default: the session's first finished run)")
+    p.add_argument(
+        "--baseline", help="the run to compare against (default: the session's first finished run)"
+    )
     _add_db(p)
 
-    p = sub.add_parser("_runner", help=argparse.SUPPRESS)  # the detached sweep process
+    p = sub.add_parser("_runner")  # the detached sweep process; no help, so it stays unlisted
     p.add_argument("file")
     p.add_argument("--session", required=True)
     _add_db(p)
@@ -252,7 +321,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if session_id is None and not args.new:
         session_id = _unfinished_session(store, sweep.hash())
         if session_id:
-            print(f"resuming unfinished session {session_id} (finished runs are skipped; --new starts afresh)")
+            print(
+                f"resuming unfinished session {session_id} (finished runs are skipped; --new starts afresh)"
+            )
     session_id = session_id or new_session_id()
     if args.detach:
         from wattlab.sessions.launch import start_detached
@@ -272,7 +343,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def _unfinished_session(store: Any, sweep_hash: str) -> str | None:
     rows = store.query(
-        "SELECT session_id FROM sessions WHERE sweep_hash = ? AND status <> 'finished' ORDER BY created_at DESC LIMIT 1",
+        "SELECT session_id FROM sessions WHERE sweep_hash = ? AND status <> 'finished' "
+        "ORDER BY created_at DESC LIMIT 1",
         [sweep_hash],
     )[1]
     return rows[0][0] if rows else None

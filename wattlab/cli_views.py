@@ -12,10 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from wattlab.sessions.events import describe_event, fmt, run_line
+from wattlab.sessions.events import describe_event, fmt
 from wattlab.sessions.queries import FIGURES, to_jsonable
 
 console = Console(highlight=False)
@@ -138,11 +145,34 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.session:
         sid = queries.resolve_id(store, "sessions", "session_id", args.session)
         rows = queries.list_runs(store, sid, order="run_id")
-        cols = ["run_id", "status", "engine", "model", "quant", "mode", "batch_size", "throughput_tok_s",
-                "e2e_p50_s", "energy_j", "energy_method", "j_per_token", "quality"]
+        cols = [
+            "run_id",
+            "status",
+            "engine",
+            "model",
+            "quant",
+            "mode",
+            "batch_size",
+            "throughput_tok_s",
+            "e2e_p50_s",
+            "energy_j",
+            "energy_method",
+            "j_per_token",
+            "quality",
+        ]
     else:
         rows = queries.list_sessions(store)
-        cols = ["session_id", "name", "kind", "status", "created_at", "runs_planned", "runs_finished", "runs_failed", "energy_j"]
+        cols = [
+            "session_id",
+            "name",
+            "kind",
+            "status",
+            "created_at",
+            "runs_planned",
+            "runs_finished",
+            "runs_failed",
+            "energy_j",
+        ]
     if args.json:
         print(json.dumps(to_jsonable(rows), default=str))
     else:
@@ -151,10 +181,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def print_run(run: dict[str, Any]) -> None:
-    head = f"run {run.get('run_id')}: {run.get('status')}  {run.get('engine')} {run.get('model')} {run.get('quant') or ''}"
+    what = f"{run.get('engine')} {run.get('model')} {run.get('quant') or ''}"
+    head = f"run {run.get('run_id')}: {run.get('status')}  {what}"
     console.print(f"[bold]{head}[/]")
     if run.get("error"):
-        console.print(f"[red]{run['error']}[/]" + (f"\n  fix: {run['error_fix']}" if run.get("error_fix") else ""))
+        console.print(
+            f"[red]{run['error']}[/]" + (f"\n  fix: {run['error_fix']}" if run.get("error_fix") else "")
+        )
     t = Table("figure", "value", "how obtained")
     for col, label, unit, method_col in FIGURES:
         if run.get(col) is None:
@@ -163,10 +196,28 @@ def print_run(run: dict[str, Any]) -> None:
         t.add_row(label, fmt(run.get(col), unit), str(how or ""))
     console.print(t)
     if run.get("energy"):
-        e = Table("window", "domain", "energy J", "net J", "method", "coverage", "mean W", "flags", title="energy by window and domain")
+        e = Table(
+            "window",
+            "domain",
+            "energy J",
+            "net J",
+            "method",
+            "coverage",
+            "mean W",
+            "flags",
+            title="energy by window and domain",
+        )
         for r in run["energy"]:
-            e.add_row(r["window_name"], r["domain_id"], fmt(r["energy_j"]), fmt(r["net_energy_j"]), str(r["method"]),
-                      fmt(r["coverage"]), fmt(r["mean_power_w"]), r.get("flags") or "")
+            e.add_row(
+                r["window_name"],
+                r["domain_id"],
+                fmt(r["energy_j"]),
+                fmt(r["net_energy_j"]),
+                str(r["method"]),
+                fmt(r["coverage"]),
+                fmt(r["mean_power_w"]),
+                r.get("flags") or "",
+            )
         console.print(e)
 
 
@@ -209,7 +260,14 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         print(json.dumps(to_jsonable(data), default=str))
         return 0
     cols = ["run_id", "engine", "model", "quant", "batch_size", *(o["column"] for o in data["objectives"])]
-    console.print(_table(data["front"], cols, title=f"Pareto front over {', '.join(objectives)} ({len(data['front'])} of {data['considered']} runs)"))
+    console.print(
+        _table(
+            data["front"],
+            cols,
+            title=f"Pareto front over {', '.join(objectives)} "
+            f"({len(data['front'])} of {data['considered']} runs)",
+        )
+    )
     if data.get("excluded"):
         console.print(f"[dim]{data['excluded']} run(s) lack one of these figures and were left out[/]")
     return 0
@@ -248,8 +306,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     t = Table("kind", "name", "available", "detail", "fix", title="wattlab doctor")
     for kind in ("meters", "engines"):
         for item in report[kind]:
-            t.add_row(kind[:-1], item["name"], "[green]yes[/]" if item["available"] else "[red]no[/]",
-                      item.get("detail") or "", item.get("fix") or "")
+            t.add_row(
+                kind[:-1],
+                item["name"],
+                "[green]yes[/]" if item["available"] else "[red]no[/]",
+                item.get("detail") or "",
+                item.get("fix") or "",
+            )
     console.print(t)
     for key in ("data_dir", "database", "carbon"):
         console.print(f"{key}: {report[key]}")
@@ -259,11 +322,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from wattlab.workloads.tasks import list_tasks
 
-    tasks = [{"name": t.name, "kind": t.kind, "metrics": list(t.metrics), "items": t.n_items} for t in list_tasks()]
+    tasks = [
+        {"name": t.name, "kind": t.kind, "metrics": list(t.metrics), "items": t.n_items} for t in list_tasks()
+    ]
     if args.json:
         print(json.dumps(tasks))
     else:
-        console.print(_table([{**t, "metrics": ", ".join(t["metrics"])} for t in tasks], ["name", "kind", "metrics", "items"]))
+        console.print(
+            _table(
+                [{**t, "metrics": ", ".join(t["metrics"])} for t in tasks],
+                ["name", "kind", "metrics", "items"],
+            )
+        )
     return 0
 
 

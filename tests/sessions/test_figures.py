@@ -16,8 +16,16 @@ def _c(i: int, start: float, first: float, end: float, n: int) -> Completion:
     """A request arriving at `start` s, first token at `first`, n tokens evenly to `end`."""
     step = (end - first) / (n - 1) if n > 1 else 0.0
     times = [int((first + k * step) * S) for k in range(n)]
-    return Completion(id=i, input_tokens=10, output_ids=list(range(n)), arrival_ns=int(start * S),
-                      start_ns=int(start * S), first_token_ns=times[0], end_ns=int(end * S), token_ns=times)
+    return Completion(
+        id=i,
+        input_tokens=10,
+        output_ids=list(range(n)),
+        arrival_ns=int(start * S),
+        start_ns=int(start * S),
+        first_token_ns=times[0],
+        end_ns=int(end * S),
+        token_ns=times,
+    )
 
 
 def test_percentile_interpolates_linearly() -> None:
@@ -98,8 +106,22 @@ def test_window_rows_sum_intervals_and_subtract_idle() -> None:
 
 def test_an_estimated_cpu_does_not_relabel_a_measured_gpu_total() -> None:
     rows = [
-        {"window_name": "measured", "domain_id": "gpu0", "energy_j": 100.0, "net_energy_j": 60.0, "method": "counter", "coverage": 1.0},
-        {"window_name": "measured", "domain_id": "cpu-estimate", "energy_j": 30.0, "net_energy_j": 5.0, "method": "estimated", "coverage": 1.0},
+        {
+            "window_name": "measured",
+            "domain_id": "gpu0",
+            "energy_j": 100.0,
+            "net_energy_j": 60.0,
+            "method": "counter",
+            "coverage": 1.0,
+        },
+        {
+            "window_name": "measured",
+            "domain_id": "cpu-estimate",
+            "energy_j": 30.0,
+            "net_energy_j": 5.0,
+            "method": "estimated",
+            "coverage": 1.0,
+        },
     ]
     total = figures.total_of(rows, "measured")
     assert (total["energy_j"], total["method"], total["domains"]) == (100.0, "counter", "gpu0")

@@ -38,16 +38,56 @@ def spool_events(session_id: str) -> list[dict[str, Any]]:
 
 def test_run_json_has_every_promised_figure(tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
-    out = wattlab("run", "--engine", "llamacpp", "--batch-size", "2", "--input-tokens", "48",
-                  "--output-tokens", "8", "--idle-s", "0.5", "--json", "--db", str(db))
+    out = wattlab(
+        "run",
+        "--engine",
+        "llamacpp",
+        "--batch-size",
+        "2",
+        "--input-tokens",
+        "48",
+        "--output-tokens",
+        "8",
+        "--idle-s",
+        "0.5",
+        "--json",
+        "--db",
+        str(db),
+    )
     result = json.loads(out.stdout)
-    for key in ("run_id", "status", "engine", "model", "quant", "batch_size", "input_tokens", "output_tokens",
-                "duration_s", "throughput_tok_s", "ttft_p50_s", "tpot_p50_s", "e2e_p50_s", "energy_j",
-                "energy_net_j", "j_per_token", "energy_method", "gco2e"):
+    for key in (
+        "run_id",
+        "status",
+        "engine",
+        "model",
+        "quant",
+        "batch_size",
+        "input_tokens",
+        "output_tokens",
+        "duration_s",
+        "throughput_tok_s",
+        "ttft_p50_s",
+        "tpot_p50_s",
+        "e2e_p50_s",
+        "energy_j",
+        "energy_net_j",
+        "j_per_token",
+        "energy_method",
+        "gco2e",
+    ):
         assert key in result, key
     assert result["status"] == "finished"
     assert result["tokens_out"] == 16 and result["tokens_in"] == 96  # exact lengths, 2 requests
-    for key in ("duration_s", "throughput_tok_s", "ttft_p50_s", "tpot_p50_s", "e2e_p50_s", "energy_j", "j_per_token", "gco2e"):
+    for key in (
+        "duration_s",
+        "throughput_tok_s",
+        "ttft_p50_s",
+        "tpot_p50_s",
+        "e2e_p50_s",
+        "energy_j",
+        "j_per_token",
+        "gco2e",
+    ):
         assert result[key] is not None and result[key] > 0, key
     assert result["energy_method"] in ("counter", "integrated", "estimated")
     store = Store(db)
@@ -57,8 +97,31 @@ def test_run_json_has_every_promised_figure(tmp_path: Path) -> None:
     assert {"load", "warmup", "measured", "prefill", "decode"} <= windows
     # the marks are ordered as the run happened
     names = [r[0] for r in store.query("SELECT name FROM marks ORDER BY t_ns")[1]]
-    order = [n for n in names if n in ("idle_start", "idle_end", "load_start", "load_end", "warmup_start", "warmup_end", "run_start", "run_end")]
-    assert order == ["idle_start", "idle_end", "load_start", "load_end", "warmup_start", "warmup_end", "run_start", "run_end"]
+    order = [
+        n
+        for n in names
+        if n
+        in (
+            "idle_start",
+            "idle_end",
+            "load_start",
+            "load_end",
+            "warmup_start",
+            "warmup_end",
+            "run_start",
+            "run_end",
+        )
+    ]
+    assert order == [
+        "idle_start",
+        "idle_end",
+        "load_start",
+        "load_end",
+        "warmup_start",
+        "warmup_end",
+        "run_start",
+        "run_end",
+    ]
 
 
 SLOW_SWEEP = """
@@ -103,13 +166,21 @@ def test_kill_9_mid_sweep_then_resume(tmp_path: Path) -> None:
     runs = dict(store.query("SELECT run_id, status FROM runs WHERE session_id = ?", [session_id])[1])
     assert runs[f"{session_id}-001"] == "finished"
     assert runs[f"{session_id}-002"] == "interrupted"
-    assert store.query("SELECT status FROM sessions WHERE session_id = ?", [session_id])[1] == [("interrupted",)]
+    assert store.query("SELECT status FROM sessions WHERE session_id = ?", [session_id])[1] == [
+        ("interrupted",)
+    ]
     # The interrupted run's samples are kept: readings after its measured window opened.
-    t_start = store.query("SELECT t_ns FROM marks WHERE run_id = ? AND name = 'run_start'", [f"{session_id}-002"])[1]
+    t_start = store.query(
+        "SELECT t_ns FROM marks WHERE run_id = ? AND name = 'run_start'", [f"{session_id}-002"]
+    )[1]
     assert t_start, "run 2's measured window start mark was lost"
-    n_after = store.query("SELECT count(*) FROM samples WHERE session_id = ? AND t_ns > ?", [session_id, t_start[0][0]])[1]
+    n_after = store.query(
+        "SELECT count(*) FROM samples WHERE session_id = ? AND t_ns > ?", [session_id, t_start[0][0]]
+    )[1]
     assert n_after[0][0] > 0
-    finished_row = store.query_dicts("SELECT energy_j, tokens_out FROM runs WHERE run_id = ?", [f"{session_id}-001"])[0]
+    finished_row = store.query_dicts(
+        "SELECT energy_j, tokens_out FROM runs WHERE run_id = ?", [f"{session_id}-001"]
+    )[0]
 
     # Rerunning the same sweep resumes that session: run 1 skipped, run 2 retried, run 3 done.
     resumed = wattlab("sweep", str(sweep), "--db", str(db))
@@ -121,10 +192,15 @@ def test_kill_9_mid_sweep_then_resume(tmp_path: Path) -> None:
         f"{session_id}-002.2": "finished",
         f"{session_id}-003": "finished",
     }
-    assert store.query_dicts("SELECT energy_j, tokens_out FROM runs WHERE run_id = ?", [f"{session_id}-001"])[0] == finished_row
+    assert (
+        store.query_dicts("SELECT energy_j, tokens_out FROM runs WHERE run_id = ?", [f"{session_id}-001"])[0]
+        == finished_row
+    )
     assert store.query("SELECT status FROM sessions WHERE session_id = ?", [session_id])[1] == [("finished",)]
     # No sample was stored twice across the crash, the recovery and the resume.
-    dup = store.query("SELECT count(*) FROM (SELECT t_ns, domain_id FROM samples GROUP BY ALL HAVING count(*) > 1)")[1]
+    dup = store.query(
+        "SELECT count(*) FROM (SELECT t_ns, domain_id FROM samples GROUP BY ALL HAVING count(*) > 1)"
+    )[1]
     assert dup == [(0,)]
 
 
@@ -174,8 +250,12 @@ def test_an_engine_crash_fails_one_run_and_the_sweep_goes_on(tmp_path: Path) -> 
     sweep = tmp_path / "crash.toml"
     sweep.write_text(SLOW_SWEEP.replace("[120, 130, 140]", "[150, 20]"))
     db = tmp_path / "w.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "wattlab.cli", "sweep", str(sweep), "--db", str(db), "--new"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wattlab.cli", "sweep", str(sweep), "--db", str(db), "--new"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # Kill the engine worker (as the kernel's OOM killer would) while run 1 generates.
     deadline = time.monotonic() + 300
     killed = False
@@ -192,7 +272,7 @@ def test_an_engine_crash_fails_one_run_and_the_sweep_goes_on(tmp_path: Path) -> 
                 continue
         time.sleep(0.2)
     assert killed
-    stdout, stderr = proc.communicate(timeout=600)
+    proc.communicate(timeout=600)
     assert proc.returncode == 1
     rows = Store(db).query_dicts("SELECT status, error, error_fix FROM runs ORDER BY seq")
     assert [r["status"] for r in rows] == ["failed", "finished"]

@@ -48,22 +48,25 @@ def test_runs_sharing_an_engine_load_are_adjacent() -> None:
 
 
 def test_repeats_multiply_runs_with_distinct_keys() -> None:
-    sweep = parse_sweep('[grid]\nbatch_size = [1, 2]\n[defaults]\nrepeats = 3\n', "r.toml")
+    sweep = parse_sweep("[grid]\nbatch_size = [1, 2]\n[defaults]\nrepeats = 3\n", "r.toml")
     assert len(sweep.runs) == 6
     keys = {s.key(r) for s, r in sweep.runs}
     assert len(keys) == 6
-    assert sweep.hash() == parse_sweep('[grid]\nbatch_size = [1, 2]\n[defaults]\nrepeats = 3\n').hash()
+    assert sweep.hash() == parse_sweep("[grid]\nbatch_size = [1, 2]\n[defaults]\nrepeats = 3\n").hash()
 
 
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
-        ("[grid]\nbatch_size = [1]\nbatchsize = [2]\n", "unknown key 'batchsize' in [grid] of f.toml (line 3)"),
-        ("[defaults]\nbatch_size = \"8\"\n", "batch_size in [defaults] of f.toml (line 2) has the wrong type"),
+        (
+            "[grid]\nbatch_size = [1]\nbatchsize = [2]\n",
+            "unknown key 'batchsize' in [grid] of f.toml (line 3)",
+        ),
+        ('[defaults]\nbatch_size = "8"\n', "batch_size in [defaults] of f.toml (line 2) has the wrong type"),
         ("[grid]\nengine = []\n", "grid axis 'engine' in [grid] of f.toml (line 2) is an empty list"),
         ("[session]\nidle = 3\n", "unknown key 'idle' in [session] of f.toml (line 2)"),
         ("[sesion]\nidle_s = 3\n", "unknown section [sesion]"),
-        ("[grid]\nmode = [\"offline\", \"batchy\"]\n", "mode = 'batchy' is not one of offline, online"),
+        ('[grid]\nmode = ["offline", "batchy"]\n', "mode = 'batchy' is not one of offline, online"),
         ("", "defines no runs"),
         ("[grid\n", "is not valid TOML"),
     ],
@@ -85,7 +88,11 @@ def test_impossible_specs_are_rejected() -> None:
 
 
 def test_dump_then_parse_round_trips() -> None:
-    text = dump_sweep(SessionSettings(name="x", idle_s=1.0), {"input_tokens": 32}, {"engine": ["llamacpp"], "batch_size": [1, 2]})
+    text = dump_sweep(
+        SessionSettings(name="x", idle_s=1.0),
+        {"input_tokens": 32},
+        {"engine": ["llamacpp"], "batch_size": [1, 2]},
+    )
     sweep = parse_sweep(text)
     assert [s.batch_size for s, _ in sweep.runs] == [1, 2]
     assert all(s.input_tokens == 32 for s, _ in sweep.runs)

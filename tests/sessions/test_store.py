@@ -31,8 +31,26 @@ def _result(session_id: str, run_id: str, status: str = "finished") -> dict:
         "energy_j": 12.5,
         "energy_method": "counter",
         "started_at": "2026-11-22T10:00:00",
-        "energy": [{"window_name": "measured", "domain_id": "gpu0", "energy_j": 12.5, "method": "counter", "coverage": 1.0, "gaps": 0, "flags": ""}],
-        "requests_detail": [{"request_id": 0, "input_tokens": 5, "output_tokens": 3, "token_ns": [1, 2, 3], "output_text": "hi"}],
+        "energy": [
+            {
+                "window_name": "measured",
+                "domain_id": "gpu0",
+                "energy_j": 12.5,
+                "method": "counter",
+                "coverage": 1.0,
+                "gaps": 0,
+                "flags": "",
+            }
+        ],
+        "requests_detail": [
+            {
+                "request_id": 0,
+                "input_tokens": 5,
+                "output_tokens": 3,
+                "token_ns": [1, 2, 3],
+                "output_text": "hi",
+            }
+        ],
         "quality_detail": [{"task": "qa", "metric": "f1", "value": 0.5, "n": 4}],
     }
 
@@ -41,14 +59,16 @@ def test_schema_is_created_and_versioned(tmp_path: Path) -> None:
     store = Store(tmp_path / "w.duckdb")
     with store.writer() as con:
         assert current_version(con) == SCHEMA_VERSION
-    cols, rows = store.query("SELECT count(*) FROM runs")
+    _, rows = store.query("SELECT count(*) FROM runs")
     assert rows == [(0,)]
 
 
 def test_write_run_is_idempotent_and_complete(tmp_path: Path) -> None:
     store = Store(tmp_path / "w.duckdb")
     with store.writer() as con:
-        commit.write_session(con, {"session_id": "s1", "status": "running", "created_at": "2026-11-22T10:00:00"})
+        commit.write_session(
+            con, {"session_id": "s1", "status": "running", "created_at": "2026-11-22T10:00:00"}
+        )
         commit.write_run(con, _result("s1", "s1-001"))
         commit.write_run(con, _result("s1", "s1-001"))  # a retried commit replaces, never duplicates
     assert store.query("SELECT count(*) FROM runs")[1] == [(1,)]
@@ -70,7 +90,11 @@ def test_timeline_items_are_stored_with_missing_readings_as_null(tmp_path: Path)
     with store.writer() as con:
         commit.write_timeline_items(con, "s1", items)
     rows = store.query("SELECT t_ns, power_w, energy_j, util_pct, error FROM samples ORDER BY t_ns")[1]
-    assert rows == [(1, 80.0, None, 5.0, None), (2, None, 1.5, None, None), (3, None, None, None, "NVMLError_Unknown")]
+    assert rows == [
+        (1, 80.0, None, 5.0, None),
+        (2, None, 1.5, None, None),
+        (3, None, None, None, "NVMLError_Unknown"),
+    ]
     assert store.query("SELECT run_id, name FROM marks")[1] == [("s1-001", "run_start")]
 
 
@@ -78,21 +102,25 @@ def test_reader_waits_for_a_lock_then_names_the_holder(tmp_path: Path) -> None:
     db = tmp_path / "w.duckdb"
     Store(db).query("SELECT 1")  # create it
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, time, sys
             con = duckdb.connect({str(db)!r})
             print("locked", flush=True)
             time.sleep(float(sys.argv[1]))
-        """), "1.5"],
+        """),
+            "1.5",
+        ],
         stdout=subprocess.PIPE,
     )
     assert holder.stdout is not None
     assert holder.stdout.readline().strip() == b"locked"
     start = time.monotonic()
     # A short timeout fails with a message naming the process ...
-    with pytest.raises(StoreError, match="locked by process"):
-        with Store(db).reader(timeout_s=0.3):
-            pass
+    with pytest.raises(StoreError, match="locked by process"), Store(db).reader(timeout_s=0.3):
+        pass
     # ... and a longer one waits until the writer lets go.
     with Store(db).reader(timeout_s=10) as con:
         assert con.execute("SELECT 42").fetchone() == (42,)
@@ -110,7 +138,11 @@ def test_recovery_ingests_a_dead_runners_spool(tmp_path: Path) -> None:
     for i in range(5):
         tl.add(Sample(t_ns=i * 100_000_000, domain="gpu0", power_w=100.0 + i))
     tl.mark("run_start", run_id="s-dead-001", t_ns=50_000_000)
-    spool.event("run_start", run_id="s-dead-001", row={"run_id": "s-dead-001", "session_id": "s-dead", "engine": "llamacpp"})
+    spool.event(
+        "run_start",
+        run_id="s-dead-001",
+        row={"run_id": "s-dead-001", "session_id": "s-dead", "engine": "llamacpp"},
+    )
     spool.event("run_end", result=_result("s-dead", "s-dead-000"))
     spool.close()
     # The runner "died": a pid that cannot be alive.

@@ -20,6 +20,7 @@ Protocol: JSON lines over two pipes (not stdout, which native libraries write to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -293,10 +294,8 @@ class WorkerClient:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self.kill()
         for fd in (self._to_worker, self._from_worker):
-            try:
+            with contextlib.suppress(OSError):  # already closed
                 os.close(fd)
-            except OSError:
-                pass
         self._log.close()
 
 

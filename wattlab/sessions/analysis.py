@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from wattlab.sessions.pareto import parse_objectives, pareto_front
+from wattlab.sessions.pareto import pareto_front, parse_objectives
 from wattlab.sessions.store import Store
 
 ROW_COLUMNS = [
-    "run_id", "session_id", "engine", "model", "quant", "batch_size", "mode", "task", "quality_metric",
-    "input_tokens", "output_tokens", "energy_method",
+    "run_id",
+    "session_id",
+    "engine",
+    "model",
+    "quant",
+    "batch_size",
+    "mode",
+    "task",
+    "quality_metric",
+    "input_tokens",
+    "output_tokens",
+    "energy_method",
 ]
 
 
@@ -31,7 +41,9 @@ def pareto_runs(store: Store, objectives: list[str] | str, session_id: str | Non
     on_front = set(front.indices)
     points = [{**r, "on_front": i in on_front} for i, r in enumerate(rows) if i not in front.excluded]
     return {
-        "objectives": [{"name": o.name, "column": o.column, "direction": o.direction, "label": o.label} for o in objs],
+        "objectives": [
+            {"name": o.name, "column": o.column, "direction": o.direction, "label": o.label} for o in objs
+        ],
         "front": [rows[i] for i in front.indices],
         "points": points,
         "considered": len(points),

@@ -46,7 +46,10 @@ def _insert_dicts(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[st
     for c in cols:
         values = [r.get(c) for r in rows]
         if c in _JSON_COLUMNS or c == "data":
-            values = [None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str)) for v in values]
+            values = [
+                None if v is None else (v if isinstance(v, str) else json.dumps(v, default=str))
+                for v in values
+            ]
         column = np.empty(len(values), dtype=object)  # 1-D even when values are equal-length lists
         for i, v in enumerate(values):
             column[i] = v
@@ -61,7 +64,9 @@ def write_session(con: duckdb.DuckDBPyConnection, session: dict[str, Any]) -> No
     _insert_dicts(con, "sessions", [session])
 
 
-def write_domains(con: duckdb.DuckDBPyConnection, session_id: str, domains: list[dict[str, Any]], idle_w: dict[str, float]) -> None:
+def write_domains(
+    con: duckdb.DuckDBPyConnection, session_id: str, domains: list[dict[str, Any]], idle_w: dict[str, float]
+) -> None:
     con.execute("DELETE FROM domains WHERE session_id = ?", [session_id])
     rows = [
         {**d, "domain_id": d["id"], "session_id": session_id, "idle_power_w": idle_w.get(d["id"])}
@@ -84,7 +89,9 @@ def write_run(con: duckdb.DuckDBPyConnection, result: dict[str, Any]) -> None:
     _insert_dicts(con, "quality", [{**r, **extra} for r in result.get("quality_detail") or []])
 
 
-def write_timeline_items(con: duckdb.DuckDBPyConnection, session_id: str, items: Iterable[dict[str, Any]]) -> None:
+def write_timeline_items(
+    con: duckdb.DuckDBPyConnection, session_id: str, items: Iterable[dict[str, Any]]
+) -> None:
     """Samples and marks (timeline-file items) into their tables, via numpy columns (fast)."""
     import numpy as np
 
@@ -104,14 +111,22 @@ def write_timeline_items(con: duckdb.DuckDBPyConnection, session_id: str, items:
         cols = ", ".join(data)
         # NaN stands for "no reading" in the numpy columns; store it as NULL.
         select = ", ".join(
-            f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END" if c in _SHORT_NAMES.values() and c != "error" else c
+            f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END"
+            if c in _SHORT_NAMES.values() and c != "error"
+            else c
             for c in data
         )
         samples_frame = data  # noqa: F841 - read by DuckDB's replacement scan
         con.execute(f"INSERT INTO samples ({cols}) SELECT {select} FROM samples_frame")
     if marks:
         rows = [
-            {"session_id": session_id, "run_id": m.get("r"), "t_ns": m["t"], "name": m["m"], "data": m.get("x")}
+            {
+                "session_id": session_id,
+                "run_id": m.get("r"),
+                "t_ns": m["t"],
+                "name": m["m"],
+                "data": m.get("x"),
+            }
             for m in marks
         ]
         _insert_dicts(con, "marks", rows)
@@ -177,7 +192,8 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
                         "run_id": rid,
                         "session_id": session_id,
                         "status": "interrupted",
-                        "error": "the runner stopped before this run finished (killed, crashed or power lost)",
+                        "error": "the runner stopped before this run finished "
+                        "(killed, crashed or power lost)",
                         "error_fix": "rerun the sweep: finished runs are kept and skipped",
                     },
                 )
@@ -192,7 +208,11 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
 
 
 def _ingest_timeline_file(con: duckdb.DuckDBPyConnection, session_id: str, path: str) -> None:
-    cols = {"t": "BIGINT", "d": "VARCHAR", **{k: ("VARCHAR" if k == "err" else "DOUBLE") for k in _SHORT_NAMES}}
+    cols = {
+        "t": "BIGINT",
+        "d": "VARCHAR",
+        **{k: ("VARCHAR" if k == "err" else "DOUBLE") for k in _SHORT_NAMES},
+    }
     spec = ", ".join(f"{k}: '{v}'" for k, v in cols.items())
     names = ", ".join(_SHORT_NAMES.values())
     keys = ", ".join(f'"{k}"' for k in _SHORT_NAMES)

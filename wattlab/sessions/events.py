@@ -19,10 +19,13 @@ def fmt(value: Any, unit: str = "") -> str:
 
 def run_line(r: dict[str, Any]) -> str:
     if r.get("status") != "finished":
-        return f"[red]{r.get('status')}[/] {r.get('error') or ''}" + (f"\n    fix: {r['error_fix']}" if r.get("error_fix") else "")
+        return f"[red]{r.get('status')}[/] {r.get('error') or ''}" + (
+            f"\n    fix: {r['error_fix']}" if r.get("error_fix") else ""
+        )
     method = r.get("energy_method") or "?"
     return (
-        f"[green]finished[/] {fmt(r.get('throughput_tok_s'), 'tok/s')}, E2E p50 {fmt(r.get('e2e_p50_s'), 's')}, "
+        f"[green]finished[/] {fmt(r.get('throughput_tok_s'), 'tok/s')}, "
+        f"E2E p50 {fmt(r.get('e2e_p50_s'), 's')}, "
         f"{fmt(r.get('energy_j'), 'J')} ({method}), {fmt(r.get('j_per_token'), 'J/token')}"
         + (f", {r['quality_metric']} {fmt(r.get('quality'))}" if r.get("quality_metric") else "")
     )
@@ -33,7 +36,8 @@ def describe_event(ev: dict[str, Any]) -> str | None:
     if kind == "session_start":
         s = ev["session"]
         meters = s.get("meters_json", {})
-        text = f"session {s['session_id']}: {s.get('runs_planned')} run(s); meters: {', '.join(meters.get('used', [])) or 'none'}"
+        used = ", ".join(meters.get("used", [])) or "none"
+        text = f"session {s['session_id']}: {s.get('runs_planned')} run(s); meters: {used}"
         for m in meters.get("missing", []):
             text += f"\n  [dim]{m['meter']} unavailable: {m['reason']}[/]"
         if ev.get("skip"):

@@ -14,6 +14,7 @@ from wattlab.meters.windows import NS
 from wattlab.sessions import figures
 from wattlab.sessions.spec import RunSpec
 
+
 @dataclass
 class RunContext:
     run_id: str
@@ -30,11 +31,15 @@ class RunContext:
 def _check_capabilities(spec: RunSpec, caps: dict[str, bool], engine: str, needs_logprobs: bool) -> None:
     """Refuse, before anything runs, what this engine cannot do."""
     if spec.decoding == "beam" and not caps.get("beam"):
-        raise ConfigError(f"the {engine} engine has no beam search", fix="use decoding = greedy or sample, or transformers")
+        raise ConfigError(
+            f"the {engine} engine has no beam search", fix="use decoding = greedy or sample, or transformers"
+        )
     if spec.decoding == "sample" and not caps.get("sampling"):
         raise ConfigError(f"the {engine} engine cannot sample", fix="use decoding = greedy")
     if spec.mode == "online" and not caps.get("online"):
-        raise ConfigError(f"the {engine} engine has no online mode", fix="use mode = offline, or vllm / llamacpp / openai")
+        raise ConfigError(
+            f"the {engine} engine has no online mode", fix="use mode = offline, or vllm / llamacpp / openai"
+        )
     if needs_logprobs and not caps.get("logprobs"):
         raise ConfigError(
             f"the {engine} engine cannot return log-probabilities, which perplexity needs",
@@ -69,7 +74,9 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     needs_logprobs = bool(meta.get("needs_logprobs"))
     _check_capabilities(spec, info.get("caps", {}), spec.engine, needs_logprobs)
     result["requests"] = len(requests)
-    result["input_tokens"] = result["input_tokens"] if meta.get("kind") == "synthetic" else round(meta.get("input_tokens_mean", 0))
+    result["input_tokens"] = (
+        result["input_tokens"] if meta.get("kind") == "synthetic" else round(meta.get("input_tokens_mean", 0))
+    )
 
     energy_rows: list[dict[str, Any]] = []
     if ctx.load_info is not None and (b := _window_bounds(timeline, ctx.run_id, "load")):
@@ -81,8 +88,15 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     n_warm = spec.batch_size if spec.warmup_requests is None else spec.warmup_requests
     if n_warm and not needs_logprobs:
         warm = [{**r, "arrival_s": 0.0} for r in requests[:n_warm]]
-        worker.call("generate", requests=warm, decoding=spec.decoding_dict(), batch_size=spec.batch_size,
-                    mode="offline", window="warmup", timeout_s=timeout)
+        worker.call(
+            "generate",
+            requests=warm,
+            decoding=spec.decoding_dict(),
+            batch_size=spec.batch_size,
+            mode="offline",
+            window="warmup",
+            timeout_s=timeout,
+        )
         if b := _window_bounds(timeline, ctx.run_id, "warmup"):
             energy_rows += figures.windows_energy(timeline, domains, "warmup", [b], ctx.idle_w)
             result["warmup_s"] = (b[1] - b[0]) / NS
@@ -135,7 +149,9 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     if meta.get("kind") == "task":
         result.update(score_task(spec, completions, out.get("logprobs"), requests))
     result.update(green_figures(result))
-    flags = sorted({f for r in energy_rows if r["window_name"] == "measured" for f in r["flags"].split(",") if f})
+    flags = sorted(
+        {f for r in energy_rows if r["window_name"] == "measured" for f in r["flags"].split(",") if f}
+    )
     if result.get("energy_method") == "estimated":
         flags.insert(0, "energy-estimated")
     result["flags"] = ",".join(flags)
@@ -204,12 +220,22 @@ def green_figures(result: dict[str, Any]) -> dict[str, Any]:
 
     higher = result.get("quality_metric") != "perplexity"
     try:
-        gi = green_index(GreenInputs.from_row(result, quality_higher_is_better=higher,
-                                              quality_metric=result.get("quality_metric")))
+        gi = green_index(
+            GreenInputs.from_row(
+                result, quality_higher_is_better=higher, quality_metric=result.get("quality_metric")
+            )
+        )
     except ConfigError as exc:
         return {"green_index": None, "green_index_inputs": {"error": exc.message}}
-    return {"green_index": gi.value, "green_index_inputs": {"formula": gi.formula, "dropped": gi.dropped,
-                                                             "weights": gi.weights, "reference": "unit"}}
+    return {
+        "green_index": gi.value,
+        "green_index_inputs": {
+            "formula": gi.formula,
+            "dropped": gi.dropped,
+            "weights": gi.weights,
+            "reference": "unit",
+        },
+    }
 
 
 def request_row(c: Completion) -> dict[str, Any]:
@@ -237,7 +263,10 @@ def request_row(c: Completion) -> dict[str, Any]:
 
 
 def score_task(
-    spec: RunSpec, completions: list[Completion], logprobs: list[list[float]] | None, requests: list[dict[str, Any]]
+    spec: RunSpec,
+    completions: list[Completion],
+    logprobs: list[list[float]] | None,
+    requests: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Quality of a task run: the task's metrics on the outputs (or log-probs, for perplexity)."""
     from wattlab.workloads import load_task

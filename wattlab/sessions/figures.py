@@ -13,6 +13,7 @@ Definitions (as `vllm bench` and ML.ENERGY use them):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -56,7 +57,7 @@ def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> di
         if c.output_tokens > 1 and c.first_token_ns is not None:
             tpot.append((int(c.end_ns or 0) - c.first_token_ns) / NS / (c.output_tokens - 1))
         distinct = sorted(set(c.token_ns))
-        itl.extend((b - a) / NS for a, b in zip(distinct, distinct[1:], strict=False))
+        itl.extend((b - a) / NS for a, b in itertools.pairwise(distinct))
     duration = (t1_ns - t0_ns) / NS
     tokens_in = sum(c.input_tokens for c in ok)
     tokens_out = sum(c.output_tokens for c in ok)
@@ -139,7 +140,11 @@ def prefill_decode_intervals(completions: list[Completion]) -> tuple[list[Interv
         [(c.start_ns or c.arrival_ns, c.first_token_ns) for c in completions if c.first_token_ns is not None]
     )
     decode_any = _union(
-        [(c.first_token_ns, c.end_ns) for c in completions if c.first_token_ns is not None and c.end_ns is not None]
+        [
+            (c.first_token_ns, c.end_ns)
+            for c in completions
+            if c.first_token_ns is not None and c.end_ns is not None
+        ]
     )
     return prefill, _subtract(decode_any, prefill)
 
@@ -190,7 +195,9 @@ def windows_energy(
                 "gaps": sum(p.gaps for p in parts),
                 "duration_s": duration,
                 "mean_power_w": total / duration if total is not None and duration > 0 else None,
-                "peak_power_w": max((p.peak_power_w for p in parts if p.peak_power_w is not None), default=None),
+                "peak_power_w": max(
+                    (p.peak_power_w for p in parts if p.peak_power_w is not None), default=None
+                ),
                 "idle_power_w": idle_w.get(d.id),
                 "flags": ",".join(sorted({f for p in parts for f in p.flags})),
             }
@@ -210,8 +217,13 @@ def total_of(rows: list[dict[str, Any]], window: str) -> dict[str, Any]:
     if measured:
         mine = measured
     if not mine or any(r["energy_j"] is None for r in mine):
-        return {"energy_j": None, "energy_net_j": None, "method": None, "coverage": 0.0 if mine else None,
-                "domains": ",".join(r["domain_id"] for r in mine)}
+        return {
+            "energy_j": None,
+            "energy_net_j": None,
+            "method": None,
+            "coverage": 0.0 if mine else None,
+            "domains": ",".join(r["domain_id"] for r in mine),
+        }
     nets = [r["net_energy_j"] for r in mine]
     return {
         "energy_j": sum(r["energy_j"] for r in mine),

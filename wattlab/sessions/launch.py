@@ -13,7 +13,15 @@ def start_detached(sweep_file: str | Path, *, session_id: str, db: str | Path | 
     """Start `wattlab _runner` in its own process session; returns its log file."""
     log = data_dir() / "logs" / f"{session_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "wattlab.cli", "_runner", str(Path(sweep_file).resolve()), "--session", session_id]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wattlab.cli",
+        "_runner",
+        str(Path(sweep_file).resolve()),
+        "--session",
+        session_id,
+    ]
     if db:
         cmd += ["--db", str(Path(db).expanduser().resolve())]
     with open(log, "ab") as out:

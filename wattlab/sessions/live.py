@@ -71,7 +71,15 @@ class LiveSnapshot:
 class _Acc:
     """Per-domain running energy: counter difference when available, else trapezoid of power."""
 
-    __slots__ = ("counter_first", "counter_last", "integral", "last_p", "last_t", "run_counter0", "run_integral0")
+    __slots__ = (
+        "counter_first",
+        "counter_last",
+        "integral",
+        "last_p",
+        "last_t",
+        "run_counter0",
+        "run_integral0",
+    )
 
     def __init__(self) -> None:
         self.counter_first: float | None = None
@@ -214,8 +222,13 @@ class LiveTail:
         elif kind == "idle":
             self.idle_w = ev.get("idle_w", {})
         elif kind == "run_start":
-            self.current = {"seq": ev["seq"], "label": ev["label"], "run_id": ev["run_id"], "row": ev.get("row", {}),
-                            "started_wall": ev.get("wall")}
+            self.current = {
+                "seq": ev["seq"],
+                "label": ev["label"],
+                "run_id": ev["run_id"],
+                "row": ev.get("row", {}),
+                "started_wall": ev.get("wall"),
+            }
             self.run_devices = ["cpu"]
             self._progress.clear()
         elif kind == "run_loaded":
@@ -253,7 +266,10 @@ class LiveTail:
 
     def _rotated(self) -> bool:
         try:
-            return self.timeline_path is not None and self.timeline_path.stat().st_size < self._offsets["timeline"]
+            return (
+                self.timeline_path is not None
+                and self.timeline_path.stat().st_size < self._offsets["timeline"]
+            )
         except OSError:
             return False
 
@@ -271,7 +287,11 @@ class LiveTail:
             if v is None:
                 return None, None
             values.append(v)
-            methods.append(d.method if (d.has_counter and acc.counter_last is not None) or not d.has_counter else "integrated")
+            methods.append(
+                d.method
+                if (d.has_counter and acc.counter_last is not None) or not d.has_counter
+                else "integrated"
+            )
         if not values:
             return None, None
         return sum(values), weakest_method(methods)
@@ -283,9 +303,15 @@ class LiveTail:
             s = self._latest.get(d.id, {})
             domains.append(
                 DomainLive(
-                    id=d.id, label=d.label, kind=d.kind, method=d.method,
-                    power_w=s.get("p"), util_pct=s.get("u"), mem_used_mib=s.get("mem"),
-                    clock_mhz=s.get("c"), temp_c=s.get("tc"),
+                    id=d.id,
+                    label=d.label,
+                    kind=d.kind,
+                    method=d.method,
+                    power_w=s.get("p"),
+                    util_pct=s.get("u"),
+                    mem_used_mib=s.get("mem"),
+                    clock_mhz=s.get("c"),
+                    temp_c=s.get("tc"),
                     history=tuple(((t - t0) / NS, p) for t, p in self._history[d.id]),
                     missing=self._missing[d.id],
                 )
@@ -303,7 +329,9 @@ class LiveTail:
         finished = [r for r in self.results if r.get("duration_s")]
         eta = None
         if finished and self.runs_total:
-            per_run = sum(float(r.get("duration_s") or 0) + float(r.get("load_s") or 0) for r in finished) / len(finished)
+            per_run = sum(
+                float(r.get("duration_s") or 0) + float(r.get("load_s") or 0) for r in finished
+            ) / len(finished)
             eta = per_run * max(0, self.runs_total - done)
         return LiveSnapshot(
             session_id=self.spool.session_id if self.spool else "monitor",
@@ -328,7 +356,9 @@ class LiveTail:
             results=tuple(self.results),
             log=tuple(self.log),
             idle_w=dict(self.idle_w),
-            missing_meters=tuple(self.monitor_missing or (self.session.get("meters_json") or {}).get("missing", [])),
+            missing_meters=tuple(
+                self.monitor_missing or (self.session.get("meters_json") or {}).get("missing", [])
+            ),
         )
 
 

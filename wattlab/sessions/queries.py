@@ -14,10 +14,32 @@ from wattlab.errors import ConfigError, StoreError
 from wattlab.sessions.store import Store
 
 RUN_SUMMARY_COLUMNS = [
-    "run_id", "session_id", "status", "engine", "model", "quant", "mode", "batch_size", "input_tokens",
-    "output_tokens", "requests", "task", "throughput_tok_s", "ttft_p50_s", "tpot_p50_s", "e2e_p50_s",
-    "energy_j", "energy_net_j", "energy_method", "j_per_token", "gco2e", "quality", "quality_metric",
-    "duration_s", "started_at", "error",
+    "run_id",
+    "session_id",
+    "status",
+    "engine",
+    "model",
+    "quant",
+    "mode",
+    "batch_size",
+    "input_tokens",
+    "output_tokens",
+    "requests",
+    "task",
+    "throughput_tok_s",
+    "ttft_p50_s",
+    "tpot_p50_s",
+    "e2e_p50_s",
+    "energy_j",
+    "energy_net_j",
+    "energy_method",
+    "j_per_token",
+    "gco2e",
+    "quality",
+    "quality_metric",
+    "duration_s",
+    "started_at",
+    "error",
 ]
 
 # What a figure means and how `show`/the console label it: (column, label, unit, method column).
@@ -100,7 +122,9 @@ def resolve_id(store: Store, table: str, column: str, prefix: str) -> str:
     """A full id from a unique prefix (users type the start of a run or session id)."""
     rows = store.query(f"SELECT {column} FROM {table} WHERE starts_with({column}, ?) LIMIT 3", [prefix])[1]
     if not rows:
-        raise ConfigError(f"no {table[:-1]} with an id starting {prefix!r}", fix=f"`wattlab ls` lists the {table}")
+        raise ConfigError(
+            f"no {table[:-1]} with an id starting {prefix!r}", fix=f"`wattlab ls` lists the {table}"
+        )
     if len(rows) > 1 and not any(r[0] == prefix for r in rows):
         raise ConfigError(
             f"{prefix!r} matches several {table}: {', '.join(r[0] for r in rows)}",
@@ -119,11 +143,13 @@ def get_run(store: Store, run_id: str) -> dict[str, Any]:
     rows = store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
     run = rows[0]
     run["energy"] = store.query_dicts(
-        "SELECT * EXCLUDE (run_id, session_id) FROM run_energy WHERE run_id = ? ORDER BY window_name, domain_id",
+        "SELECT * EXCLUDE (run_id, session_id) FROM run_energy WHERE run_id = ? "
+        "ORDER BY window_name, domain_id",
         [run_id],
     )
     run["quality_metrics"] = {
-        r["metric"]: r["value"] for r in store.query_dicts("SELECT metric, value FROM quality WHERE run_id = ?", [run_id])
+        r["metric"]: r["value"]
+        for r in store.query_dicts("SELECT metric, value FROM quality WHERE run_id = ?", [run_id])
     }
     return run
 
@@ -160,7 +186,12 @@ def compare_runs(store: Store, run_ids: list[str], columns: list[str] | None = N
             else:
                 deltas.append(None)
         table.append({"figure": col, "values": values, "delta_pct": deltas})
-    return {"runs": [{k: r.get(k) for k in ("run_id", "engine", "model", "quant", "batch_size", "mode")} for r in runs], "rows": table}
+    return {
+        "runs": [
+            {k: r.get(k) for k in ("run_id", "engine", "model", "quant", "batch_size", "mode")} for r in runs
+        ],
+        "rows": table,
+    }
 
 
 def run_sql(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
@@ -170,7 +201,12 @@ def run_sql(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
     try:
         return store.query(sql)
     except duckdb.Error as exc:
-        raise StoreError(str(exc).splitlines()[0], fix="check the SQL; tables: sessions, runs, run_energy, requests, quality, samples, marks, domains", title="SQL error") from exc
+        raise StoreError(
+            str(exc).splitlines()[0],
+            fix="check the SQL; tables: sessions, runs, run_energy, requests, quality, samples, marks, "
+            "domains",
+            title="SQL error",
+        ) from exc
 
 
 def export(store: Store, fmt: str, out: Path, table: str = "runs", session_id: str | None = None) -> Path:
@@ -178,14 +214,24 @@ def export(store: Store, fmt: str, out: Path, table: str = "runs", session_id: s
     if fmt not in ("csv", "parquet", "json"):
         raise ConfigError(f"unknown export format {fmt!r}", fix="use csv, parquet or json")
     if table not in ("runs", "sessions", "run_energy", "requests", "quality", "samples", "marks", "domains"):
-        raise ConfigError(f"unknown table {table!r}", fix="runs, sessions, run_energy, requests, quality, samples, marks, domains")
+        raise ConfigError(
+            f"unknown table {table!r}",
+            fix="runs, sessions, run_energy, requests, quality, samples, marks, domains",
+        )
     out = out.expanduser()
     where = " WHERE session_id = ?" if session_id else ""
-    options = {"csv": "(FORMAT csv, HEADER)", "parquet": "(FORMAT parquet)", "json": "(FORMAT json, ARRAY true)"}[fmt]
+    options = {
+        "csv": "(FORMAT csv, HEADER)",
+        "parquet": "(FORMAT parquet)",
+        "json": "(FORMAT json, ARRAY true)",
+    }[fmt]
     # COPY cannot take parameters in its inner query: filter via a temporary view with a literal.
     literal = "'" + session_id.replace("'", "''") + "'" if session_id else ""
     with store.reader() as con:
-        con.execute(f"COPY (SELECT * FROM {table}{where.replace('?', literal)}) TO '{str(out).replace(chr(39), chr(39) * 2)}' {options}")
+        con.execute(
+            f"COPY (SELECT * FROM {table}{where.replace('?', literal)}) "
+            f"TO '{str(out).replace(chr(39), chr(39) * 2)}' {options}"
+        )
     return out
 
 

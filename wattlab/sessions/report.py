@@ -28,9 +28,30 @@ from wattlab.sessions import queries, svgplot
 from wattlab.sessions.analysis import pareto_runs
 from wattlab.sessions.store import Store
 
-SETTINGS = ["engine", "model", "quant", "device", "batch_size", "mode", "rate", "decoding", "num_beams",
-            "temperature", "input_tokens", "output_tokens", "task"]
-FIGS = ["j_per_token", "e2e_p50_s", "ttft_p50_s", "throughput_tok_s", "gco2e_per_request", "quality", "energy_j"]
+SETTINGS = [
+    "engine",
+    "model",
+    "quant",
+    "device",
+    "batch_size",
+    "mode",
+    "rate",
+    "decoding",
+    "num_beams",
+    "temperature",
+    "input_tokens",
+    "output_tokens",
+    "task",
+]
+FIGS = [
+    "j_per_token",
+    "e2e_p50_s",
+    "ttft_p50_s",
+    "throughput_tok_s",
+    "gco2e_per_request",
+    "quality",
+    "energy_j",
+]
 
 
 @dataclass
@@ -52,7 +73,9 @@ class Config:
     def label(self) -> str:
         s = self.settings
         q = f"/{s['quant']}" if s.get("quant") else ""
-        extra = f" {s['task']}" if s.get("task") else f" {s.get('input_tokens')}in/{s.get('output_tokens')}out"
+        extra = (
+            f" {s['task']}" if s.get("task") else f" {s.get('input_tokens')}in/{s.get('output_tokens')}out"
+        )
         return f"{s['engine']} {s['model']}{q} bs{s['batch_size']} {s['mode']}{extra}"
 
 
@@ -109,7 +132,9 @@ def effect_lines(configs: list[Config], base: Config, band: float) -> list[str]:
     return lines
 
 
-def recommendations(configs: list[Config], base: Config, band: float, runs: list[dict[str, Any]]) -> list[str]:
+def recommendations(
+    configs: list[Config], base: Config, band: float, runs: list[dict[str, Any]]
+) -> list[str]:
     recs: list[str] = []
     with_energy = [c for c in configs if c.mean("j_per_token") is not None]
     if not with_energy:
@@ -118,38 +143,51 @@ def recommendations(configs: list[Config], base: Config, band: float, runs: list
     best = min(with_energy, key=lambda c: c.mean("j_per_token") or math.inf)
     recs.append(
         f"Lowest energy per output token: {best.label} at {best.mean('j_per_token'):.4g} J/token "
-        f"({_signed(_pct(best.mean('j_per_token'), base.mean('j_per_token')))} vs the baseline {base.label}), "
+        f"({_signed(_pct(best.mean('j_per_token'), base.mean('j_per_token')))} "
+        f"vs the baseline {base.label}), "
         f"p50 latency {_fmt(best.mean('e2e_p50_s'))} s."
     )
     qb = base.mean("quality")
     if qb is not None:
         perplexity = base.settings.get("task") == "perplexity"
         ok = [
-            c for c in with_energy
+            c
+            for c in with_energy
             if (q := c.mean("quality")) is not None and ((q <= qb * 1.01) if perplexity else (q >= qb - band))
         ]
         if ok:
             pick = min(ok, key=lambda c: c.mean("j_per_token") or math.inf)
             recs.append(
                 f"Lowest J/token without losing quality (within the noise band): {pick.label}, "
-                f"{_signed(_pct(pick.mean('j_per_token'), base.mean('j_per_token')))} J/token, quality {pick.mean('quality'):.3g}."
+                f"{_signed(_pct(pick.mean('j_per_token'), base.mean('j_per_token')))} J/token, "
+                f"quality {pick.mean('quality'):.3g}."
             )
-        worse = [c for c in with_energy if c is not best and best.mean("quality") is not None and qb is not None]
+        worse = [
+            c for c in with_energy if c is not best and best.mean("quality") is not None and qb is not None
+        ]
         if best.mean("quality") is not None and not perplexity and best.mean("quality") < qb - band and worse:
-            recs.append(f"The most frugal configuration loses quality ({best.mean('quality'):.3g} vs {qb:.3g}): "
-                        "weigh the saving against it (see the Green AI index).")
+            recs.append(
+                f"The most frugal configuration loses quality ({best.mean('quality'):.3g} vs {qb:.3g}): "
+                "weigh the saving against it (see the Green AI index)."
+            )
     with_lat = [c for c in with_energy if c.mean("e2e_p50_s") is not None]
     if with_lat:
         fast = min(with_lat, key=lambda c: c.mean("e2e_p50_s") or math.inf)
-        recs.append(f"Lowest p50 latency: {fast.label} at {fast.mean('e2e_p50_s'):.4g} s "
-                    f"({_signed(_pct(fast.mean('j_per_token'), base.mean('j_per_token')))} J/token vs baseline).")
+        recs.append(
+            f"Lowest p50 latency: {fast.label} at {fast.mean('e2e_p50_s'):.4g} s "
+            f"({_signed(_pct(fast.mean('j_per_token'), base.mean('j_per_token')))} J/token vs baseline)."
+        )
     if "estimated" in methods:
-        recs.append("Some energy figures are ESTIMATED (CPU utilization x TDP, no power meter): compare them with "
-                    "each other only, and measure on a box with NVML, RAPL or Jetson rails before deciding.")
+        recs.append(
+            "Some energy figures are ESTIMATED (CPU utilization x TDP, no power meter): compare them with "
+            "each other only, and measure on a box with NVML, RAPL or Jetson rails before deciding."
+        )
     failed = [r for r in runs if r["status"] != "finished"]
     if failed:
-        recs.append(f"{len(failed)} run(s) did not finish ({', '.join(sorted({r['status'] for r in failed}))}): "
-                    "their configurations are missing from this comparison.")
+        recs.append(
+            f"{len(failed)} run(s) did not finish ({', '.join(sorted({r['status'] for r in failed}))}): "
+            "their configurations are missing from this comparison."
+        )
     return recs
 
 
@@ -158,12 +196,20 @@ def _fmt(v: Any) -> str:
 
 
 def write_report(store: Store, session: str | None, out_dir: Path, baseline: str | None = None) -> list[Path]:
-    session_id = queries.resolve_id(store, "sessions", "session_id", session) if session else queries.latest_session(store)
+    session_id = (
+        queries.resolve_id(store, "sessions", "session_id", session)
+        if session
+        else queries.latest_session(store)
+    )
     if not session_id:
-        raise ConfigError("there is no session to report on", fix="run `wattlab run` or `wattlab sweep` first")
+        raise ConfigError(
+            "there is no session to report on", fix="run `wattlab run` or `wattlab sweep` first"
+        )
     configs, runs = load_configs(store, session_id)
     if not configs:
-        raise ConfigError(f"session {session_id} has no finished run", fix="report on a session with finished runs")
+        raise ConfigError(
+            f"session {session_id} has no finished run", fix="report on a session with finished runs"
+        )
     base = configs[0]
     if baseline:
         rid = queries.resolve_id(store, "runs", "run_id", baseline)
@@ -175,16 +221,45 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
     meters = queries.to_jsonable(sess.get("meters_json")) or {}
     carbon = queries.to_jsonable(sess.get("carbon_json")) or {}
     idle = (queries.to_jsonable(sess.get("idle_json")) or {}).get("idle_w", {})
-    blocks.append(("p", f"Host {sess.get('host')} ({sess.get('platform')}), wattlab {sess.get('wattlab_version')}, "
-                        f"created {sess.get('created_at')}; status {sess.get('status')}."))
-    blocks.append(("p", f"Meters used: {', '.join(meters.get('used', [])) or 'none'}"
-                        + "".join(f"; {m['meter']} unavailable ({m['reason']})" for m in meters.get("missing", []))
-                        + f". Idle baseline: {', '.join(f'{d} {w:.1f} W' for d, w in idle.items()) or 'not measured'}."))
-    blocks.append(("p", f"Carbon: {carbon.get('g_per_kwh')} gCO2e/kWh ({carbon.get('source')}), PUE {carbon.get('pue')}."))
+    blocks.append(
+        (
+            "p",
+            f"Host {sess.get('host')} ({sess.get('platform')}), wattlab {sess.get('wattlab_version')}, "
+            f"created {sess.get('created_at')}; status {sess.get('status')}.",
+        )
+    )
+    blocks.append(
+        (
+            "p",
+            f"Meters used: {', '.join(meters.get('used', [])) or 'none'}"
+            + "".join(f"; {m['meter']} unavailable ({m['reason']})" for m in meters.get("missing", []))
+            + f". Idle baseline: {', '.join(f'{d} {w:.1f} W' for d, w in idle.items()) or 'not measured'}.",
+        )
+    )
+    blocks.append(
+        (
+            "p",
+            f"Carbon: {carbon.get('g_per_kwh')} gCO2e/kWh ({carbon.get('source')}), PUE {carbon.get('pue')}.",
+        )
+    )
 
     blocks.append(("h2", "Runs"))
-    cols = ["run_id", "status", "engine", "model", "quant", "batch_size", "mode", "throughput_tok_s", "e2e_p50_s",
-            "j_per_token", "energy_method", "gco2e_per_request", "quality", "quality_metric"]
+    cols = [
+        "run_id",
+        "status",
+        "engine",
+        "model",
+        "quant",
+        "batch_size",
+        "mode",
+        "throughput_tok_s",
+        "e2e_p50_s",
+        "j_per_token",
+        "energy_method",
+        "gco2e_per_request",
+        "quality",
+        "quality_metric",
+    ]
     blocks.append(("table", (cols, [[_fmt(r.get(c)) for c in cols] for r in runs])))
 
     images = []
@@ -194,20 +269,40 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
     for x, y in pairs:
         data = pareto_runs(store, [x, y], session_id=session_id)
         pts = [(p[x], p[y], p["engine"], p["on_front"], p["run_id"]) for p in data["points"]]
-        svg = svgplot.scatter(pts, x_label=x, y_label=y, title=f"Pareto front: {x} vs {y}",
-                              log_x=_log_fits([p[0] for p in pts]), log_y=_log_fits([p[1] for p in pts]))
+        svg = svgplot.scatter(
+            pts,
+            x_label=x,
+            y_label=y,
+            title=f"Pareto front: {x} vs {y}",
+            log_x=_log_fits([p[0] for p in pts]),
+            log_y=_log_fits([p[1] for p in pts]),
+        )
         name = f"pareto_{x}_{y}.svg"
         (out_dir / name).write_text(svg)
         images.append(out_dir / name)
         blocks.append(("h2", f"Pareto front: {x} vs {y}"))
         blocks.append(("img", (name, svg)))
-        blocks.append(("ul", [f"{r['run_id']}: {r['engine']} {r['model']} {r.get('quant') or ''} bs{r['batch_size']} — "
-                              f"{x} {_fmt(r[x])}, {y} {_fmt(r[y])}" for r in data["front"]]
-                       + ([f"{data['excluded']} run(s) lack {x} or {y} and are not placed."] if data["excluded"] else [])))
+        blocks.append(
+            (
+                "ul",
+                [
+                    f"{r['run_id']}: {r['engine']} {r['model']} {r.get('quant') or ''} bs{r['batch_size']} — "
+                    f"{x} {_fmt(r[x])}, {y} {_fmt(r[y])}"
+                    for r in data["front"]
+                ]
+                + (
+                    [f"{data['excluded']} run(s) lack {x} or {y} and are not placed."]
+                    if data["excluded"]
+                    else []
+                ),
+            )
+        )
 
     energy = store.query_dicts(
-        "SELECT e.run_id, e.window_name, e.domain_id, e.energy_j FROM run_energy e JOIN runs r USING (run_id) "
-        "WHERE r.session_id = ? AND e.window_name IN ('load', 'warmup', 'prefill', 'decode') ORDER BY e.run_id",
+        "SELECT e.run_id, e.window_name, e.domain_id, e.energy_j "
+        "FROM run_energy e JOIN runs r USING (run_id) "
+        "WHERE r.session_id = ? AND e.window_name IN ('load', 'warmup', 'prefill', 'decode') "
+        "ORDER BY e.run_id",
         [session_id],
     )
     bars: dict[str, dict[str, float]] = {}
@@ -222,15 +317,22 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
 
     blocks.append(("h2", f"Effects against the baseline ({base.label})"))
     blocks.append(("p", f"Quality noise band: ±{band:.3g} ({band_why})."))
-    blocks.append(("ul", effect_lines(configs, base, band) or ["Only one configuration: nothing to compare."]))
+    blocks.append(
+        ("ul", effect_lines(configs, base, band) or ["Only one configuration: nothing to compare."])
+    )
     blocks.append(("h2", "Recommendations"))
     blocks.append(("ul", recommendations(configs, base, band, runs)))
     blocks += scaling_blocks(configs)
     blocks.append(("h2", "How the figures were obtained"))
-    blocks.append(("p", "Energy is the measured window's, summed over the domains the run used. Method 'counter' is "
-                        "a hardware energy counter's difference, 'integrated' the trapezoid of power readings, "
-                        "'estimated' CPU utilization x TDP (a model). J/token = energy / output tokens; gCO2e = "
-                        "kWh x PUE x grid intensity. Latency definitions follow vllm bench (TTFT, TPOT, E2E)."))
+    blocks.append(
+        (
+            "p",
+            "Energy is the measured window's, summed over the domains the run used. Method 'counter' is "
+            "a hardware energy counter's difference, 'integrated' the trapezoid of power readings, "
+            "'estimated' CPU utilization x TDP (a model). J/token = energy / output tokens; gCO2e = "
+            "kWh x PUE x grid intensity. Latency definitions follow vllm bench (TTFT, TPOT, E2E).",
+        )
+    )
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(render_markdown(blocks))
     html_path.write_text(render_html(blocks))
@@ -294,6 +396,10 @@ def render_html(blocks: list[tuple[str, Any]]) -> str:
             head = "".join(f"<th>{escape(c)}</th>" for c in cols)
             trs = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{trs}</tbody></table>")
-    style = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;font-size:12px}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>wattlab report</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
+        "table{border-collapse:collapse;font-size:12px}"
+        "td,th{border:1px solid #ccc;padding:2px 6px}"
+    )
+    head = f"<head><meta charset='utf-8'><title>wattlab report</title><style>{style}</style></head>"
+    return f"<!doctype html><html>{head}<body>{''.join(body)}</body></html>\n"

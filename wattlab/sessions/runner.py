@@ -165,14 +165,19 @@ class Runner:
             self.carbon = resolve_intensity(
                 country=self.settings.country, fixed_g_per_kwh=self.settings.intensity_g_per_kwh
             )
-            self._meterset = open_meters(self.settings.meters, gpus=self.settings.gpus, tdp_w=self.settings.tdp_w)
+            self._meterset = open_meters(
+                self.settings.meters, gpus=self.settings.gpus, tdp_w=self.settings.tdp_w
+            )
             session["meters_json"] = {
                 "used": [m.name for m in self._meterset.meters],
                 "missing": [p.as_dict() for p in self._meterset.missing],
             }
             session["carbon_json"] = {**self.carbon.as_dict(), "pue": self.settings.pue}
             self.event("session_start", session=session, resumed=resuming, skip=sorted(done_keys))
-            self.event("session_update", fields={"meters_json": session["meters_json"], "carbon_json": session["carbon_json"]})
+            self.event(
+                "session_update",
+                fields={"meters_json": session["meters_json"], "carbon_json": session["carbon_json"]},
+            )
             self._sampler = Sampler(
                 self._meterset.meters,
                 self.timeline,
@@ -243,7 +248,9 @@ class Runner:
             deadline = time.monotonic() + 60.0
             while time.monotonic() < deadline:
                 if all(
-                    (s := self.timeline.latest(d)) is None or s.power_w is None or s.power_w <= idle * 1.1 + 5.0
+                    (s := self.timeline.latest(d)) is None
+                    or s.power_w is None
+                    or s.power_w <= idle * 1.1 + 5.0
                     for d, idle in self.idle_w.items()
                 ):
                     break
@@ -261,7 +268,9 @@ class Runner:
             self._worker.close(timeout_s=10)
             self._worker = None
         self._worker_n += 1
-        worker = WorkerClient(self.spool.worker_log(self._worker_n), on_mark=self.on_mark, on_progress=self.on_progress)
+        worker = WorkerClient(
+            self.spool.worker_log(self._worker_n), on_mark=self.on_mark, on_progress=self.on_progress
+        )
         self._worker = worker
         info = worker.call(
             "load",
@@ -293,7 +302,9 @@ class Runner:
         run_id = f"{self.session_id}-{seq:03d}" + (f".{attempt}" if attempt > 1 else "")
         self.current_run_id = run_id
         row = base_row(self.session_id, run_id, seq, spec, repeat)
-        self.event("run_start", run_id=run_id, seq=seq, total=len(self.sweep.runs), label=spec.label(), row=row)
+        self.event(
+            "run_start", run_id=run_id, seq=seq, total=len(self.sweep.runs), label=spec.label(), row=row
+        )
         ctx = RunContext(
             run_id=run_id,
             spec=spec,
@@ -315,7 +326,12 @@ class Runner:
             result = execute_run(ctx)
         except (KeyboardInterrupt, _Terminated):
             self._drop_worker()
-            result = {**row, "status": "interrupted", "error": "stopped by the user (Ctrl-C or SIGTERM)", "ended_at": utc_now().isoformat()}
+            result = {
+                **row,
+                "status": "interrupted",
+                "error": "stopped by the user (Ctrl-C or SIGTERM)",
+                "ended_at": utc_now().isoformat(),
+            }
             self._record(result)
             raise
         except (EngineCrashed, OutOfMemory) as exc:
@@ -329,7 +345,10 @@ class Runner:
             result = failed(row, exc)
         except Exception as exc:  # a bug of ours: fail this run with the reason, keep the sweep going
             self._drop_worker()
-            result = failed(row, EngineError(f"{type(exc).__name__}: {exc}", fix="please report this with the spool's logs"))
+            result = failed(
+                row,
+                EngineError(f"{type(exc).__name__}: {exc}", fix="please report this with the spool's logs"),
+            )
         self._record(result)
         self.current_run_id = None
         return result
@@ -349,7 +368,12 @@ class Runner:
                 con.execute("BEGIN TRANSACTION")
                 if session_row is not None:
                     commit.write_session(con, session_row)
-                    commit.write_domains(con, self.session_id, [d.as_dict() for d in self.timeline.domains.values()], self.idle_w)
+                    commit.write_domains(
+                        con,
+                        self.session_id,
+                        [d.as_dict() for d in self.timeline.domains.values()],
+                        self.idle_w,
+                    )
                 for r in self._pending_runs:
                     commit.write_run(con, r)
                 commit.write_timeline_items(con, self.session_id, items)
@@ -393,7 +417,9 @@ def base_row(session_id: str, run_id: str, seq: int, spec: RunSpec, repeat: int)
         "task": spec.task or (os.path.basename(spec.task_file) if spec.task_file else None),
         "batch_size": spec.batch_size,
         "input_tokens": spec.input_tokens,
-        "output_tokens": spec.output_tokens_or_default if not (spec.task or spec.task_file) else spec.output_tokens,
+        "output_tokens": spec.output_tokens_or_default
+        if not (spec.task or spec.task_file)
+        else spec.output_tokens,
         "requests": spec.n_requests,
         "rate": spec.rate,
         "burstiness": spec.burstiness,

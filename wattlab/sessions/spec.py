@@ -157,7 +157,9 @@ def validate(spec: RunSpec) -> None:
     for name, allowed in _CHOICES.items():
         value = getattr(spec, name)
         if value not in allowed:
-            raise ConfigError(f"{name} = {value!r} is not one of {', '.join(allowed)}", fix=f"set {name} to one of them")
+            raise ConfigError(
+                f"{name} = {value!r} is not one of {', '.join(allowed)}", fix=f"set {name} to one of them"
+            )
     positive = ("batch_size", "input_tokens", "output_tokens", "repeats", "num_beams")
     for name in positive:
         if getattr(spec, name) is not None and getattr(spec, name) < 1:
@@ -235,7 +237,9 @@ class SessionSettings:
         for name in ("power_hz", "counter_hz", "pue"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"[session] {name} must be a positive number, got {value!r}", fix=f"e.g. {name} = 1.0")
+                raise ConfigError(
+                    f"[session] {name} must be a positive number, got {value!r}", fix=f"e.g. {name} = 1.0"
+                )
         if not isinstance(self.idle_s, int | float) or self.idle_s < 0:
             raise ConfigError(f"[session] idle_s must be >= 0, got {self.idle_s!r}", fix="e.g. idle_s = 3")
 
@@ -316,7 +320,9 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
         axes.append((key, values))
     explicit = doc.get("runs", [])
     if not isinstance(explicit, list):
-        raise ConfigError(f"runs in {path} must be an array of tables ([[runs]])", fix="write [[runs]] blocks")
+        raise ConfigError(
+            f"runs in {path} must be an array of tables ([[runs]])", fix="write [[runs]] blocks"
+        )
 
     if not axes and not explicit:
         raise ConfigError(f"{path} defines no runs", fix="add a [grid] with at least one axis, or [[runs]]")
@@ -328,7 +334,10 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
             try:
                 specs.append(make_spec(values))
             except ConfigError as exc:
-                raise ConfigError(f"{path}: the grid point {dict(zip(names, combo, strict=True))} — {exc.message}", fix=exc.fix) from exc
+                raise ConfigError(
+                    f"{path}: the grid point {dict(zip(names, combo, strict=True))} — {exc.message}",
+                    fix=exc.fix,
+                ) from exc
     for i, run in enumerate(explicit):
         for key, value in run.items():
             _coerce(key, value, f" in [[runs]] #{i + 1} of {path}")

@@ -219,7 +219,5 @@ def list_spools(root: Path | None = None) -> list[Spool]:
     if not base.exists():
         return []
     return [
-        Spool(p.name, base)
-        for p in sorted(base.iterdir())
-        if p.is_dir() and not p.name.endswith(".creating")
+        Spool(p.name, base) for p in sorted(base.iterdir()) if p.is_dir() and not p.name.endswith(".creating")
     ]

@@ -61,7 +61,9 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create {self.path.parent}: {exc}", fix="check the path and permissions")
+            raise StoreError(
+                f"cannot create {self.path.parent}: {exc}", fix="check the path and permissions"
+            ) from exc
         con = self._connect(read_only=False, timeout_s=timeout_s)
         try:
             if not self._migrated:

@@ -12,6 +12,35 @@ W, H = 640, 420
 LEFT, RIGHT, TOP, BOTTOM = 70, 150, 30, 55
 
 
+# --- SVG elements --------------------------------------------------------------------------------
+def _svg(width: float, height: float) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">'
+    )
+
+
+def _text(x: float, y: float, content: str, anchor: str = "start", extra: str = "") -> str:
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{extra}>{escape(content)}</text>'
+
+
+def _circle(x: float, y: float, r: float, fill: str, extra: str = "", tooltip: str = "") -> str:
+    title = f"<title>{escape(tooltip)}</title>" if tooltip else ""
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{fill}"{extra}>{title}</circle>'
+
+
+def _rect(x: float, y: float, w: float, h: float, fill: str, extra: str = "", tooltip: str = "") -> str:
+    title = f"<title>{escape(tooltip)}</title>" if tooltip else ""
+    return (
+        f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" fill="{fill}"{extra}>{title}</rect>'
+    )
+
+
+def _line(x1: float, y1: float, x2: float, y2: float) -> str:
+    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="#555"/>'
+
+
+# --- axes ----------------------------------------------------------------------------------------
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
     if log:
         a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
@@ -24,11 +53,25 @@ def _ticks(lo: float, hi: float, log: bool) -> list[float]:
             step *= mult
             break
     start = math.floor(lo / step) * step
-    return [start + i * step for i in range(int((hi - start) / step) + 2) if start + i * step <= hi * 1.0001]
+    n = int((hi - start) / step) + 2
+    return [start + i * step for i in range(n) if start + i * step <= hi * 1.0001]
 
 
-def _fmt(v: float) -> str:
-    return f"{v:.3g}"
+def _span(values: list[float], log: bool) -> tuple[float, float]:
+    lo, hi = min(values), max(values)
+    if log:
+        return lo / 1.5, hi * 1.5
+    pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
+    return lo - pad, hi + pad
+
+
+def _scale(lo: float, hi: float, log: bool) -> tuple[float, float, bool]:
+    return (math.log10(lo), math.log10(hi), True) if log else (lo, hi, False)
+
+
+def _frac(v: float, scale: tuple[float, float, bool]) -> float:
+    lo, hi, log = scale
+    return ((math.log10(v) if log else v) - lo) / (hi - lo)
 
 
 def scatter(
@@ -43,40 +86,37 @@ def scatter(
     """points: (x, y, group, on_front, label). Log axes need positive values (others are dropped)."""
     pts = [p for p in points if (not log_x or p[0] > 0) and (not log_y or p[1] > 0)]
     if not pts:
-        return f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="60"><text x="10" y="30">{escape(title)}: no data</text></svg>'
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-
-    def span(vs: list[float], log: bool) -> tuple[float, float]:
-        lo, hi = min(vs), max(vs)
-        if log:
-            return lo / 1.5, hi * 1.5
-        pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
-        return lo - pad, hi + pad
-
-    (x0, x1), (y0, y1) = span(xs, log_x), span(ys, log_y)
+        return _svg(W, 60) + _text(10, 30, f"{title}: no data") + "</svg>"
+    (x0, x1), (y0, y1) = _span([p[0] for p in pts], log_x), _span([p[1] for p in pts], log_y)
+    xs, ys = _scale(x0, x1, log_x), _scale(y0, y1, log_y)
+    plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
 
     def sx(v: float) -> float:
-        f = (math.log10(v) - math.log10(x0)) / (math.log10(x1) - math.log10(x0)) if log_x else (v - x0) / (x1 - x0)
-        return LEFT + f * (W - LEFT - RIGHT)
+        return LEFT + _frac(v, xs) * plot_w
 
     def sy(v: float) -> float:
-        f = (math.log10(v) - math.log10(y0)) / (math.log10(y1) - math.log10(y0)) if log_y else (v - y0) / (y1 - y0)
-        return H - BOTTOM - f * (H - TOP - BOTTOM)
+        return H - BOTTOM - _frac(v, ys) * plot_h
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
-           f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="13">{escape(title)}</text>',
-           f'<rect x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" height="{H - TOP - BOTTOM}" fill="none" stroke="#999"/>']
+    out = [
+        _svg(W, H),
+        _text(W / 2, 18, title, "middle", ' font-size="13"'),
+        _rect(LEFT, TOP, plot_w, plot_h, "none", ' stroke="#999"'),
+    ]
     for t in _ticks(x0, x1, log_x):
         if x0 <= t <= x1:
-            out.append(f'<line x1="{sx(t):.1f}" y1="{H - BOTTOM}" x2="{sx(t):.1f}" y2="{H - BOTTOM + 4}" stroke="#555"/>'
-                       f'<text x="{sx(t):.1f}" y="{H - BOTTOM + 16}" text-anchor="middle">{_fmt(t)}</text>')
+            out += [
+                _line(sx(t), H - BOTTOM, sx(t), H - BOTTOM + 4),
+                _text(sx(t), H - BOTTOM + 16, f"{t:.3g}", "middle"),
+            ]
     for t in _ticks(y0, y1, log_y):
         if y0 <= t <= y1:
-            out.append(f'<line x1="{LEFT - 4}" y1="{sy(t):.1f}" x2="{LEFT}" y2="{sy(t):.1f}" stroke="#555"/>'
-                       f'<text x="{LEFT - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
-    out.append(f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 12}" text-anchor="middle">{escape(x_label)}{" (log)" if log_x else ""}</text>')
-    out.append(f'<text transform="translate(16 {(TOP + H - BOTTOM) / 2}) rotate(-90)" text-anchor="middle">'
-               f'{escape(y_label)}{" (log)" if log_y else ""}</text>')
+            out += [_line(LEFT - 4, sy(t), LEFT, sy(t)), _text(LEFT - 6, sy(t) + 4, f"{t:.3g}", "end")]
+    out.append(_text((LEFT + W - RIGHT) / 2, H - 12, x_label + (" (log)" if log_x else ""), "middle"))
+    y_mid = (TOP + H - BOTTOM) / 2
+    out.append(
+        f'<text transform="translate(16 {y_mid}) rotate(-90)" text-anchor="middle">'
+        f"{escape(y_label + (' (log)' if log_y else ''))}</text>"
+    )
     groups = sorted({p[2] for p in pts})
     color = {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
     front = sorted((p for p in pts if p[3]), key=lambda p: p[0])
@@ -84,13 +124,12 @@ def scatter(
         path = " ".join(f"{sx(p[0]):.1f},{sy(p[1]):.1f}" for p in front)
         out.append(f'<polyline points="{path}" fill="none" stroke="#000" stroke-dasharray="4 3"/>')
     for x, y, g, on_front, label in pts:
-        r = 5 if on_front else 3.5
-        stroke = ' stroke="#000" stroke-width="1.5"' if on_front else ""
-        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{r}" fill="{color[g]}"{stroke}><title>{escape(label)}</title></circle>')
+        outline = ' stroke="#000" stroke-width="1.5"' if on_front else ""
+        out.append(_circle(sx(x), sy(y), 5 if on_front else 3.5, color[g], outline, label))
     for i, g in enumerate(groups):
         y = TOP + 10 + i * 16
-        out.append(f'<circle cx="{W - RIGHT + 16}" cy="{y}" r="4" fill="{color[g]}"/><text x="{W - RIGHT + 26}" y="{y + 4}">{escape(g)}</text>')
-    out.append(f'<text x="{W - RIGHT + 10}" y="{TOP + 14 + len(groups) * 16}">— front (outlined)</text>')
+        out += [_circle(W - RIGHT + 16, y, 4, color[g]), _text(W - RIGHT + 26, y + 4, g)]
+    out.append(_text(W - RIGHT + 10, TOP + 14 + len(groups) * 16, "-- front (outlined)"))
     out.append("</svg>")
     return "\n".join(out)
 
@@ -99,27 +138,25 @@ def stacked_bars(rows: Sequence[tuple[str, dict[str, float]]], *, title: str, un
     """One horizontal bar per row label, stacked by part (e.g. window/domain), values >= 0."""
     parts = sorted({k for _, d in rows for k in d})
     color = {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(parts)}
-    bar_h, gap = 16, 8
+    bar_h, gap, left = 16, 8, 190
     height = TOP + len(rows) * (bar_h + gap) + 40 + 16 * len(parts)
     total_max = max((sum(d.values()) for _, d in rows), default=0.0) or 1.0
-    left = 190
     width = W - left - 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif" font-size="11">',
-           f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="13">{escape(title)}</text>']
+    out = [_svg(W, height), _text(W / 2, 18, title, "middle", ' font-size="13"')]
     for i, (label, d) in enumerate(rows):
         y = TOP + i * (bar_h + gap)
-        out.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{escape(label[:32])}</text>')
+        out.append(_text(left - 6, y + 12, label[:32], "end"))
         x = float(left)
         for p in parts:
             v = d.get(p, 0.0)
             if v <= 0:
                 continue
             w = v / total_max * width
-            out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color[p]}"><title>{escape(p)}: {v:.4g} {unit}</title></rect>')
+            out.append(_rect(x, y, w, bar_h, color[p], tooltip=f"{p}: {v:.4g} {unit}"))
             x += w
-        out.append(f'<text x="{x + 4:.1f}" y="{y + 12}">{sum(d.values()):.4g} {escape(unit)}</text>')
+        out.append(_text(x + 4, y + 12, f"{sum(d.values()):.4g} {unit}"))
     y = TOP + len(rows) * (bar_h + gap) + 16
     for j, p in enumerate(parts):
-        out.append(f'<rect x="{left}" y="{y + j * 16 - 9}" width="10" height="10" fill="{color[p]}"/><text x="{left + 16}" y="{y + j * 16}">{escape(p)}</text>')
+        out += [_rect(left, y + j * 16 - 9, 10, 10, color[p]), _text(left + 16, y + j * 16, p)]
     out.append("</svg>")
     return "\n".join(out)

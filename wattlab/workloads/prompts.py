@@ -33,7 +33,8 @@ def read_prompt_file(path: str | Path) -> list[dict[str, Any]]:
             if not isinstance(obj, dict) or not ("prompt" in obj or "messages" in obj):
                 raise DatasetError(
                     f'{p}:{lineno} has no "prompt" or "messages" field',
-                    fix='each line must be {"prompt": "..."} or {"messages": [{"role": ..., "content": ...}]}',
+                    fix='each line must be {"prompt": "..."} '
+                    'or {"messages": [{"role": ..., "content": ...}]}',
                 )
             if "messages" not in obj:
                 obj = {**obj, "messages": [{"role": "user", "content": str(obj["prompt"])}]}
