@@ -23,13 +23,12 @@ def diagnose() -> dict[str, Any]:
         )
     engines = []
     for status in engine_status():
-        d = status if isinstance(status, dict) else status.as_dict()
         engines.append(
             {
-                "name": d["name"],
-                "available": d["installed"],
-                "detail": d.get("version") or d.get("reason") or "",
-                "fix": d.get("fix"),
+                "name": status.name,
+                "available": status.installed,
+                "detail": status.version or status.reason or "",
+                "fix": status.fix,
             }
         )
     try:
