@@ -80,6 +80,7 @@ class Runner:
         self.current_run_id: str | None = None
         self._last_progress = 0.0
         self.carbon: Any = None
+        self._max_tokens: dict[tuple[Any, ...], int] = {}
         self._starts: dict[int, int] = {}  # run seq -> times started (a resumed sweep retries)
 
     # --- events -----------------------------------------------------------------------------------
@@ -188,6 +189,7 @@ class Runner:
             session["idle_json"] = {"idle_w": self.idle_w, "seconds": self.settings.idle_s}
             self._commit(session_row=session)
             max_batch = _max_batch_per_load(self.sweep.runs)
+            self._max_tokens = _max_tokens_per_load(self.sweep.runs)
             for seq, (spec, repeat) in enumerate(self.sweep.runs, 1):
                 if spec.key(repeat) in done_keys:
                     self.event("run_skipped", seq=seq, run_key=spec.key(repeat), label=spec.label())
@@ -280,7 +282,7 @@ class Runner:
                 "quant": spec.quant,
                 "device": spec.device,
                 "max_batch": max_batch,
-                "max_tokens": spec.input_tokens + spec.output_tokens_or_default + 64,
+                "max_tokens": self._max_tokens[key],
                 "options": spec.options,
             },
             timeout_s=spec.timeout_s or 3600,
@@ -389,6 +391,23 @@ class Runner:
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
+
+
+# Task and prompt-file runs learn their prompt lengths only once the engine's tokenizer is loaded,
+# so their engine gets a context long enough for the built-in tasks and typical prompt files.
+TEXT_WORKLOAD_MAX_TOKENS = 2048
+
+
+def _max_tokens_per_load(runs: list[tuple[RunSpec, int]]) -> dict[tuple[Any, ...], int]:
+    """The longest sequence (prompt + output, tokens) any run sharing an engine load needs."""
+    out: dict[tuple[Any, ...], int] = {}
+    for spec, _ in runs:
+        if spec.task or spec.task_file or spec.workload == "prompts":
+            need = max(TEXT_WORKLOAD_MAX_TOKENS, (spec.output_tokens or 0) + 1024)
+        else:
+            need = spec.input_tokens + spec.output_tokens_or_default + 16
+        out[spec.load_key()] = max(out.get(spec.load_key(), 0), need)
+    return out
 
 
 def _max_batch_per_load(runs: list[tuple[RunSpec, int]]) -> dict[tuple[Any, ...], int]:
