@@ -334,11 +334,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     from wattlab.cli_views import SweepProgress
 
+    runner = Runner(sweep, store=store, session_id=session_id)
     with SweepProgress(len(sweep.runs)) as progress:
-        results = Runner(sweep, store=store, session_id=session_id, echo=progress.on_event).run()
+        runner.echo = progress.on_event
+        results = runner.run()
     failed = [r for r in results if r.get("status") != "finished"]
-    print(f"session {session_id}: {len(results) - len(failed)} finished, {len(failed)} failed or interrupted")
-    return 1 if failed else 0
+    print(f"session {session_id} {runner.status}: {len(results) - len(failed)} finished, {len(failed)} not")
+    return 1 if failed or runner.status != "finished" else 0
 
 
 def _unfinished_session(store: Any, sweep_hash: str) -> str | None:
@@ -355,8 +357,9 @@ def cmd_runner(args: argparse.Namespace) -> int:
     from wattlab.sessions.spec import load_sweep
     from wattlab.sessions.store import Store
 
-    results = Runner(load_sweep(args.file), store=Store(args.db), session_id=args.session).run()
-    return 0 if all(r.get("status") == "finished" for r in results) else 1
+    runner = Runner(load_sweep(args.file), store=Store(args.db), session_id=args.session)
+    results = runner.run()
+    return 0 if runner.status == "finished" and all(r.get("status") == "finished" for r in results) else 1
 
 
 def cmd_console(args: argparse.Namespace) -> int:

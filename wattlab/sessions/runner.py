@@ -57,6 +57,7 @@ class Runner:
         session_id: str | None = None,
         kind: str = "sweep",
         echo: EventSink | None = None,
+        commit_timeout_s: float = 30.0,
     ) -> None:
         self.sweep = sweep
         self.settings = sweep.session
@@ -64,11 +65,13 @@ class Runner:
         self.session_id = session_id or new_session_id()
         self.kind = kind
         self.echo = echo
+        self.commit_timeout_s = commit_timeout_s  # how long one commit waits for a locked database
         self.spool = Spool(self.session_id)
         self.timeline = Timeline(
             power_period_s=1.0 / self.settings.power_hz, counter_period_s=1.0 / self.settings.counter_hz
         )
         self.results: list[dict[str, Any]] = []
+        self.status = "created"  # then running -> finished | interrupted | failed
         self.idle_w: dict[str, float] = {}
         self._pending_items: list[dict[str, Any]] = []
         self._pending_runs: list[dict[str, Any]] = []
@@ -154,7 +157,10 @@ class Runner:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_terminated)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        commit.recover(self.store)  # earlier sessions killed before committing
+        try:
+            commit.recover(self.store)  # earlier sessions killed before committing
+        except StoreError:
+            pass  # a locked database must not stop a new session; the next command recovers them
         resuming = self.spool.dir.exists()
         done_keys = self.finished_keys() if resuming else set()
         session = self.session_row("running")
@@ -207,6 +213,7 @@ class Runner:
             status = "failed"
             raise
         finally:
+            self.status = status
             self._shutdown(session, status)
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, previous_term)
@@ -227,6 +234,8 @@ class Runner:
         self.spool.close()
         if committed and not self._pending_items and not self._pending_runs:
             self.spool.mark_committed()
+        else:
+            self.spool.mark_runner_done()  # the next wattlab command ingests the spool
 
     def _measure_idle(self) -> None:
         """Idle baseline per domain: mean power over idle_s with nothing running (W)."""
@@ -335,6 +344,8 @@ class Runner:
                 "ended_at": utc_now().isoformat(),
             }
             self._record(result)
+            self.results.append(result)
+            self._pending_runs.append(result)  # committed with the session's last commit
             raise
         except (EngineCrashed, OutOfMemory) as exc:
             self._drop_worker()
@@ -366,7 +377,7 @@ class Runner:
         if run is not None:
             self._pending_runs.append(run)
         try:
-            with self.store.writer(timeout_s=30) as con:
+            with self.store.writer(timeout_s=self.commit_timeout_s) as con:
                 con.execute("BEGIN TRANSACTION")
                 if session_row is not None:
                     commit.write_session(con, session_row)

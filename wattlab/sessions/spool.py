@@ -28,6 +28,7 @@ from typing import Any
 from wattlab.paths import spool_root
 
 COMMITTED = "committed"
+RUNNER_DONE = "runner-done"
 MAX_PENDING_LINES = 2_000_000  # ~200 MB of lines held while the disk is full, then oldest samples go
 
 
@@ -127,6 +128,7 @@ class Spool:
         if self.dir.exists():  # resuming: keep the old files, take ownership
             (self.dir / "runner.json").write_text((tmp / "runner.json").read_text())
             (self.dir / COMMITTED).unlink(missing_ok=True)
+            (self.dir / RUNNER_DONE).unlink(missing_ok=True)
             for f in tmp.iterdir():
                 f.unlink()
             tmp.rmdir()
@@ -184,8 +186,16 @@ class Spool:
             return None
 
     def runner_alive(self) -> bool:
+        """The writer is still at work (its process lives and it has not said it is done)."""
+        if (self.dir / RUNNER_DONE).exists():
+            return False
         ident = self.runner_identity()
         return bool(ident) and is_alive(ident)  # type: ignore[arg-type]
+
+    def mark_runner_done(self) -> None:
+        """Said by a runner that stopped but could not commit everything (a locked database): its
+        process may live on (a notebook, the console), so the next command must not wait for it."""
+        (self.dir / RUNNER_DONE).write_text(str(time.time()))
 
     def session(self) -> dict[str, Any]:
         try:
