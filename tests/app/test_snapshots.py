@@ -1,0 +1,161 @@
+"""SVG snapshots of every screen at 80x24 (SSH) and 160x48, from deterministic data.
+
+Update them after an intended change with: pytest tests/app/test_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from app_helpers import make_app, settle, wait_until, widget_text, write_monitor_file, write_spool
+from textual.widgets import Input, TextArea
+
+SIZES = [(80, 24), (160, 48)]
+LIVE_SESSION = "250303-093000-snap"
+
+
+@pytest.fixture
+def live_spool() -> str:
+    from wattlab.paths import spool_root
+
+    write_spool(spool_root(), LIVE_SESSION, runs=3, finished=True)
+    return LIVE_SESSION
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Query timings (shown by SQL) read 0 ms, so the screen is the same on every run."""
+    import wattlab.app.data as data
+
+    monkeypatch.setattr(data.time, "perf_counter", lambda: 0.0)
+
+
+async def _quiet(pilot: Any) -> None:
+    await settle(pilot, 0.3)
+    pilot.app.clear_notifications()
+    await pilot.pause(0.1)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_live_session(snap_compare: Any, small_db: Path, live_spool: str, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await wait_until(pilot, lambda: "finished" in widget_text(pilot.app, "#live-status"))
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db, attach=live_spool), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_live_box_monitor(snap_compare: Any, small_db: Path, tmp_path: Path, size: tuple[int, int]) -> None:
+    monitor = write_monitor_file(tmp_path / "monitor.jsonl")
+
+    async def ready(pilot: Any) -> None:
+        await wait_until(pilot, lambda: "estimated" in widget_text(pilot.app, "#live-legend"))
+        await _quiet(pilot)
+
+    assert snap_compare(
+        make_app(small_db, attach=None, monitor_file=monitor), terminal_size=size, run_before=ready
+    )
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_launch(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await pilot.press("2")
+        await settle(pilot, 0.5)
+        pilot.app.screen.query_one("#batch_sizes", Input).value = "1,8"
+        pilot.app.screen.query_one("#input_tokens", Input).value = "128,512"
+        await pilot.press("escape", "ctrl+n")
+        await settle(pilot, 0.5)
+        await wait_until(pilot, lambda: "≈" in widget_text(pilot.app, "#launch-summary"))
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_history(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await pilot.press("3")
+        await settle(pilot, 0.5)
+        await pilot.press("space", "down", "down", "space")
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_detail(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await pilot.press("3")
+        await settle(pilot, 0.5)
+        await pilot.press("enter")
+        await settle(pilot, 0.5)
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await pilot.press("3")
+        await settle(pilot, 0.5)
+        await pilot.press("space", "down", "space", "c")
+        await settle(pilot, 0.5)
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_pareto(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await pilot.press("5")
+        await settle(pilot, 0.5)
+        await wait_until(pilot, lambda: "on the front" in widget_text(pilot.app, "#pareto-status"))
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_sql(snap_compare: Any, small_db: Path, frozen_clock: None, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await pilot.press("6")
+        await settle(pilot)
+        await pilot.press("ctrl+r")
+        await settle(pilot, 0.5)
+        await wait_until(pilot, lambda: "row(s)" in widget_text(pilot.app, "#sql-status"))
+        pilot.app.screen.query_one("#sql-results").focus()  # no text cursor in the picture
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_sql_error(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any) -> None:
+        await pilot.press("6")
+        await settle(pilot)
+        pilot.app.screen.query_one("#sql-query", TextArea).text = "SELECT j_per_tokn FROM runs"
+        await pilot.press("ctrl+r")
+        await settle(pilot, 0.5)
+        await wait_until(pilot, lambda: "j_per_tokn" in widget_text(pilot.app, "#sql-error"))
+        pilot.app.screen.query_one("#sql-results").focus()
+        await _quiet(pilot)
+
+    assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
+
+
+def test_readme_screenshots_are_exported_by_the_app(tmp_path: Path) -> None:
+    """tests/app/make_screenshots.py (which writes docs/screenshots) still works."""
+    import asyncio
+
+    from make_screenshots import export
+
+    written = asyncio.run(export(tmp_path / "shots", tmp_path / "demo.duckdb"))
+    assert sorted(p.name for p in written) == ["history.svg", "launch.svg", "live.svg", "pareto.svg"]
+    assert all(p.read_text().startswith("<svg") and "wattlab" in p.read_text() for p in written)

@@ -1,0 +1,139 @@
+"""How the console writes numbers: short, with units, and with the method of every energy figure.
+
+Every screen formats through these helpers so a figure reads the same everywhere, a missing value
+is always an em dash (never a silent zero), and an estimated energy is never shown as measured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from rich.markup import escape as esc  # text from data or users, shown inside markup
+
+DASH = "—"
+
+# How an energy figure was obtained, as a short tag and the style it is shown in.
+METHOD_STYLE = {"counter": "green", "integrated": "cyan", "estimated": "bold yellow"}
+METHOD_HELP = {
+    "counter": "difference of a hardware energy counter",
+    "integrated": "trapezoid integral of measured power",
+    "estimated": "a model (CPU utilization x TDP), not a measurement",
+}
+
+
+def num(value: Any, digits: int = 4) -> str:
+    """A number with `digits` significant digits; thousands separators for big ones."""
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(x) or math.isinf(x):
+        return DASH
+    a = abs(x)
+    if a >= 10**digits:
+        return f"{x:,.0f}"
+    if a == 0 or a >= 1e-3:
+        return f"{x:.{digits}g}"
+    return f"{x:.2e}"
+
+
+def unit(value: Any, suffix: str, digits: int = 4) -> str:
+    text = num(value, digits)
+    return text if text == DASH or not suffix else f"{text} {suffix}"
+
+
+def seconds(value: float | None) -> str:
+    """A latency: ms below one second, s above."""
+    if value is None:
+        return DASH
+    if abs(value) < 1.0:
+        return f"{value * 1000:.3g} ms"
+    return f"{value:.3g} s"
+
+
+def duration(value: float | None) -> str:
+    """An elapsed time or ETA: 45s, 3m 05s, 2h 10m."""
+    if value is None or math.isnan(value):
+        return DASH
+    total = round(value)
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def energy(joules: float | None) -> str:
+    """J below 10 kJ, kJ below 10 MJ, then MJ; Wh is shown beside where it helps (see `energy_wh`)."""
+    if joules is None:
+        return DASH
+    a = abs(joules)
+    if a < 10_000:
+        return f"{joules:.4g} J"
+    if a < 10_000_000:
+        return f"{joules / 1000:.4g} kJ"
+    return f"{joules / 1e6:.4g} MJ"
+
+
+def energy_wh(joules: float | None) -> str:
+    if joules is None:
+        return DASH
+    wh = joules / 3600.0
+    return f"{wh * 1000:.3g} mWh" if abs(wh) < 1 else f"{wh:.4g} Wh"
+
+
+def grams(value: float | None) -> str:
+    if value is None:
+        return DASH
+    if abs(value) < 1:
+        return f"{value * 1000:.3g} mgCO2e"
+    return f"{value:.4g} gCO2e"
+
+
+def method_tag(method: str | None) -> str:
+    """The method as Rich markup: `estimated` stands out, a missing method says so."""
+    if not method:
+        return "[dim]method unknown[/]"
+    style = METHOD_STYLE.get(method, "dim")
+    return f"[{style}]{method}[/]"
+
+
+def timestamp(value: Any) -> str:
+    """A stored timestamp (UTC) as `YYYY-MM-DD HH:MM`."""
+    if value is None:
+        return DASH
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    text = str(value)
+    return text[:16].replace("T", " ")
+
+
+def short_model(name: str | None, width: int = 22) -> str:
+    if not name:
+        return DASH
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def percent_delta(value: float | None) -> str:
+    if value is None:
+        return ""
+    sign = "+" if value > 0 else ""
+    return f"{sign}{value:.1f}%"
+
+
+def error_text(error: Any, default: str = "failed", fix_sep: str = " — fix: ") -> str:
+    """A WattlabError as markup: the message in red, then its fix (both escaped)."""
+    if error is None:
+        return f"[red]{default}[/]"
+    fix = getattr(error, "fix", None)
+    return f"[red]{esc(error.message)}[/]" + (f"{fix_sep}{esc(fix)}" if fix else "")

@@ -1,0 +1,319 @@
+"""History: sessions and their runs, filtered and sorted in SQL; mark runs for Compare; open a run.
+
+Filtering (engine, model, status, free text) and sorting (click a column header, or `s` on the
+highlighted column) re-run one bounded query in a worker (see data.history), so the screen stays
+quick on a database of 100,000 runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Input, Select, Static
+
+from wattlab.app import fmt
+from wattlab.app.data import SORTABLE, RunFilter
+from wattlab.app.screens.base import LabScreen
+from wattlab.app.widgets.nav import NavBar
+from wattlab.errors import WattlabError
+
+ALL = "__all__"
+# (column key, header) of the runs table; keys in SORTABLE can be sorted on.
+RUN_COLUMNS = (
+    ("mark", "✓"),
+    ("run_id", "run"),
+    ("engine", "engine"),
+    ("model", "model"),
+    ("quant", "variant"),
+    ("batch_size", "bs"),
+    ("mode", "mode"),
+    ("tokens", "in→out"),
+    ("throughput_tok_s", "tok/s"),
+    ("j_per_token", "J/tok"),
+    ("e2e_p50_s", "E2E p50"),
+    ("energy_j", "energy"),
+    ("quality", "quality"),
+    ("status", "status"),
+    ("started_at", "started"),
+)
+
+
+def run_cells(r: dict[str, Any], marked: bool) -> list[str]:
+    estimated = r.get("energy_method") == "estimated"
+    status = r.get("status") or ""
+    quality = (
+        f"{fmt.num(r.get('quality'), 3)} {r.get('quality_metric') or ''}".strip()
+        if r.get("quality") is not None
+        else fmt.DASH
+    )
+    return [
+        "✓" if marked else "",
+        str(r["run_id"]),
+        fmt.esc(r.get("engine") or ""),
+        fmt.esc(fmt.short_model(r.get("model"), 20)),
+        fmt.esc(r.get("quant") or fmt.DASH),
+        fmt.num(r.get("batch_size")),
+        r.get("mode") or "",
+        fmt.esc(r.get("task") or f"{r.get('input_tokens')}→{r.get('output_tokens')}"),
+        fmt.num(r.get("throughput_tok_s"), 3),
+        fmt.num(r.get("j_per_token"), 3) + ("*" if estimated else ""),
+        fmt.seconds(r.get("e2e_p50_s")),
+        fmt.energy(r.get("energy_j")) + ("*" if estimated else ""),
+        quality,
+        status if status == "finished" else f"[red]{status}[/]",
+        fmt.timestamp(r.get("started_at")),
+    ]
+
+
+class HistoryScreen(LabScreen):
+    AUTO_FOCUS = "#runs"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
+        Binding("s", "sort", "Sort"),
+        Binding("slash", "find", "Filter"),
+        Binding("r", "reload", "Reload"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    class Loaded(Message):
+        def __init__(self, result: dict[str, Any] | None, error: WattlabError | None, flt: RunFilter) -> None:
+            super().__init__()
+            self.result, self.error, self.flt = result, error, flt
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flt = RunFilter()
+        self._seen_version = -1
+        self._menus: tuple[tuple[str, ...], ...] = ()
+        self._runs: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield NavBar("history")
+        with Vertical(id="history-body"):
+            with Horizontal(id="history-filters"):
+                yield Input(
+                    placeholder="/ filter: words in run, model, engine, task, error…",
+                    id="filter-text",
+                    compact=True,
+                )
+                yield Select([], prompt="engine", id="filter-engine", compact=True)
+                yield Select([], prompt="model", id="filter-model", compact=True)
+                yield Select([], prompt="status", id="filter-status", compact=True)
+            yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="history-status")
+            yield DataTable(id="runs", cursor_type="cell", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        sessions = self.query_one("#sessions", DataTable)
+        sessions.add_columns("session", "name", "status", "runs", "failed", "energy", "created")
+        runs = self.query_one("#runs", DataTable)
+        for key, label in RUN_COLUMNS:
+            runs.add_column(label, key=key)
+        if self._seen_version != self.lab.data_version:
+            self.reload()
+
+    def on_screen_resume(self) -> None:
+        # Load once per data version, whichever of mount and resume comes first.
+        if self._seen_version != self.lab.data_version:
+            self.reload()
+        elif self._runs:
+            self._refresh_marks()
+
+    def on_data_changed(self, _: Any) -> None:
+        self.reload()
+
+    # --- loading ----------------------------------------------------------------------------------
+    def reload(self) -> None:
+        self._seen_version = self.lab.data_version
+        self.query_one("#history-status", Static).update("[dim]loading…[/]")
+        self._load(self.flt)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history-load")
+    def _load(self, flt: RunFilter) -> None:
+        from wattlab.app.data import history
+
+        try:
+            self.post_message(self.Loaded(history(self.lab.store, flt), None, flt))
+        except WattlabError as exc:
+            self.post_message(self.Loaded(None, exc, flt))
+
+    def on_history_screen_loaded(self, message: Loaded) -> None:
+        status = self.query_one("#history-status", Static)
+        if message.flt != self.flt:
+            return  # a newer filter is being loaded
+        if message.error is not None:
+            status.update(fmt.error_text(message.error))
+            return
+        result = message.result or {}
+        self._fill_menus(result)
+        self._fill_sessions(result["sessions"])
+        self._runs = result["runs"]
+        marked = set(self.lab.marked)
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for r in self._runs:
+            table.add_row(*run_cells(r, r["run_id"] in marked), key=r["run_id"])
+        shown, total = len(self._runs), result["total"]
+        arrow = "↓" if self.flt.descending else "↑"
+        sort_label = dict(RUN_COLUMNS).get(self.flt.order, self.flt.order)
+        status.update(
+            f"{shown:,} of {total:,} run(s)"
+            + (" (first shown: narrow the filter)" if shown < total else "")
+            + f" · sorted by {sort_label} {arrow} · {len(marked)} marked · "
+            "[dim]space mark · c compare · enter detail · enter on a session: its runs · "
+            "* estimated energy[/]"
+        )
+
+    def _fill_menus(self, result: dict[str, Any]) -> None:
+        menus = (tuple(result["engines"]), tuple(result["models"]), tuple(result["statuses"]))
+        if menus == self._menus:
+            return
+        self._menus = menus
+        for widget_id, values, current in zip(
+            ("#filter-engine", "#filter-model", "#filter-status"),
+            menus,
+            (self.flt.engine, self.flt.model, self.flt.status),
+            strict=True,
+        ):
+            select = self.query_one(widget_id, Select)
+            with select.prevent(Select.Changed):
+                select.set_options([("all", ALL)] + [(v, v) for v in values])
+                select.value = current if current in values else ALL
+
+    def _fill_sessions(self, sessions: list[dict[str, Any]]) -> None:
+        table = self.query_one("#sessions", DataTable)
+        table.clear()
+        total_runs = sum(int(s.get("finished") or 0) + int(s.get("failed") or 0) for s in sessions)
+        table.add_row("all sessions", "", "", fmt.num(total_runs), "", "", "", key=ALL)
+        for s in sessions:
+            failed = int(s.get("failed") or 0)
+            table.add_row(
+                s["session_id"],
+                fmt.esc(fmt.short_model(s.get("name"), 28)),
+                s.get("status") or "",
+                f"{fmt.num(s.get('finished') or 0)}/{fmt.num(s.get('runs_planned'))}",
+                f"[red]{failed}[/]" if failed else "0",
+                fmt.energy(s.get("energy_j")),
+                fmt.timestamp(s.get("created_at")),
+                key=s["session_id"],
+            )
+        keys = [ALL] + [s["session_id"] for s in sessions]
+        current = self.flt.session_id or ALL
+        if current in keys:
+            table.move_cursor(row=keys.index(current), animate=False)
+
+    def _set_filter(self, **changes: Any) -> None:
+        from dataclasses import replace
+
+        new = replace(self.flt, **changes)
+        if new != self.flt:
+            self.flt = new
+            self.reload()
+
+    # --- events -----------------------------------------------------------------------------------
+    @on(Input.Changed, "#filter-text")
+    def _text_changed(self, event: Input.Changed) -> None:
+        self._set_filter(text=event.value.strip())
+
+    @on(Select.Changed)
+    def _menu_changed(self, event: Select.Changed) -> None:
+        column = {"filter-engine": "engine", "filter-model": "model", "filter-status": "status"}.get(
+            event.select.id or ""
+        )
+        if column:
+            value = None if event.value in (ALL, Select.NULL) else str(event.value)
+            self._set_filter(**{column: value})
+
+    @on(DataTable.RowSelected, "#sessions")
+    def _session_chosen(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value if event.row_key else None
+        self._set_filter(session_id=None if key in (None, ALL) else key)
+
+    @on(DataTable.HeaderSelected, "#runs")
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        self._sort_on(str(event.column_key.value))
+
+    @on(DataTable.CellSelected, "#runs")
+    def _cell_selected(self, event: DataTable.CellSelected) -> None:
+        self.action_open()
+
+    # --- actions ----------------------------------------------------------------------------------
+    def _current_run(self) -> str | None:
+        table = self.query_one("#runs", DataTable)
+        if not table.row_count:
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def action_mark(self) -> None:
+        run_id = self._current_run()
+        if run_id is None:
+            return
+        marked = self.lab.toggle_mark(run_id)
+        self.query_one("#runs", DataTable).update_cell(run_id, "mark", "✓" if marked else "")
+        self._refresh_status_marks()
+
+    def _refresh_marks(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        marked = set(self.lab.marked)
+        for r in self._runs:
+            table.update_cell(r["run_id"], "mark", "✓" if r["run_id"] in marked else "")
+        self._refresh_status_marks()
+
+    def _refresh_status_marks(self) -> None:
+        status = self.query_one("#history-status", Static)
+        text = str(status.content)
+        n = len(self.lab.marked)
+        import re
+
+        status.update(re.sub(r"\d+ marked", f"{n} marked", text))
+
+    def action_compare(self) -> None:
+        if len(self.lab.marked) < 2:
+            self.notify("mark at least two runs with space first", severity="warning")
+            return
+        self.lab.switch_mode("compare")
+
+    def action_open(self) -> None:
+        run_id = self._current_run()
+        if run_id is not None:
+            from wattlab.app.screens.run_detail import RunDetailScreen
+
+            self.lab.push_screen(RunDetailScreen(run_id))
+
+    def action_sort(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        self._sort_on(
+            str(table.coordinate_to_cell_key(table.cursor_coordinate).column_key.value)
+            if table.row_count
+            else "started_at"
+        )
+
+    def _sort_on(self, column: str) -> None:
+        if column not in SORTABLE:
+            self.notify(f"cannot sort on {dict(RUN_COLUMNS).get(column, column)}", severity="warning")
+            return
+        descending = (
+            not self.flt.descending
+            if column == self.flt.order
+            else column in ("started_at", "quality", "throughput_tok_s")
+        )
+        self._set_filter(order=column, descending=descending)
+
+    def action_find(self) -> None:
+        self.query_one("#filter-text", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        text = self.query_one("#filter-text", Input)
+        if text.value:
+            text.value = ""
+        self.query_one("#runs", DataTable).focus()
+
+    def action_reload(self) -> None:
+        self.reload()

@@ -1,0 +1,352 @@
+"""Launch: pick model, variant, engine, device, workload and decoding; build a sweep; start it.
+
+The menus come from the catalog (variants only those the engine and model allow; engines with
+their version, or the extra that installs them). "Add" expands the form's lists into runs and
+checks each (a bad combination shows its message under the form); the grid shows every run,
+their count and an estimated duration. "Start" writes the sweep TOML into the data dir, starts a
+detached runner (it survives the console closing and SSH dropping) and switches to Live on it.
+Reading variants, estimating, saving, loading and starting run as thread workers (launch_jobs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+
+from wattlab.app import fmt
+from wattlab.app.screens import launch_form as form
+from wattlab.app.screens import launch_jobs as jobs
+from wattlab.app.screens.base import LabScreen
+from wattlab.app.sweepdraft import SweepDraft
+from wattlab.app.widgets.dialogs import PathScreen
+from wattlab.app.widgets.nav import NavBar
+from wattlab.errors import ConfigError, WattlabError
+
+DEFAULT_FILE = "wattlab-sweep.toml"
+
+
+class LaunchScreen(LabScreen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+n", "add", "Add"),
+        Binding("ctrl+r", "start", "Start"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+o", "load", "Load"),
+        Binding("delete", "remove", "Remove row"),
+        Binding("escape", "blur", "Leave field", show=False),
+    ]
+
+    class Done(Message):
+        """A job's outcome: `kind` says which; `error` is a WattlabError to show."""
+
+        def __init__(self, kind: str, value: Any = None, error: WattlabError | None = None) -> None:
+            super().__init__()
+            self.kind, self.value, self.error = kind, value, error
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draft = SweepDraft()
+        self._error_source: str | None = None
+        self._variants: dict[tuple[str, str], list[str] | WattlabError] = {}
+
+    def compose(self) -> ComposeResult:
+        yield NavBar("launch")
+        with VerticalScroll(id="launch-body"):
+            with Grid(id="launch-form"):
+                for field in form.FIELDS:
+                    yield Label(field.label, classes="form-label", id=f"label-{field.id}")
+                    yield form.control(field, self.lab.catalog)
+            yield Static("", id="launch-hint")
+            yield Static("", id="launch-error", classes="error")
+            with Horizontal(id="launch-buttons"):
+                yield Button("Add ^n", id="add", variant="primary", compact=True)
+                yield Button("Remove del", id="remove", compact=True)
+                yield Button("Clear", id="clear", compact=True)
+                yield Button("Save ^s", id="save", compact=True)
+                yield Button("Load ^o", id="load", compact=True)
+                yield Button("Start ^r", id="start", variant="success", compact=True)
+            yield DataTable(id="launch-grid", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="launch-summary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        columns = ("#", "engine", "model", "variant", "device", "workload", "bs", "mode", "decoding", "×")
+        self.query_one("#launch-grid", DataTable).add_columns(*columns)
+        self._engines_known()
+        self._load_variants()
+        self._refresh_grid()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= 120, "wide")
+
+    def _job(self, kind: str, fn: Callable[[], Any]) -> None:
+        """Run `fn` in a thread worker; its result or WattlabError comes back as a Done message."""
+
+        def run() -> None:
+            try:
+                self.post_message(self.Done(kind, fn()))
+            except WattlabError as exc:
+                self.post_message(self.Done(kind, error=exc))
+
+        self.run_worker(run, thread=True, exclusive=True, exit_on_error=False, group=f"launch-{kind}")
+
+    # --- engines, models and variants -------------------------------------------------------------
+    def _engines_known(self) -> None:
+        """Relabel the engine menu once the box probe says which are installed."""
+        probe = self.lab.probe
+        if probe is None or not probe.engines:
+            return
+        select = self.query_one("#engine", Select)
+        value = select.value
+        select.set_options([(e.label(), e.name) for e in probe.engines])
+        if value in [e.name for e in probe.engines]:
+            select.value = value
+        self._show_hint()
+
+    def on_probe_ready(self, _: Any) -> None:
+        self._engines_known()
+
+    def on_screen_resume(self) -> None:
+        self._engines_known()
+
+    @on(Select.Changed, "#engine, #model")
+    @on(Input.Submitted, "#custom_model")
+    @on(Input.Blurred, "#custom_model")
+    def _load_variants(self) -> None:
+        engine, model = self._engine(), self._model()
+        cached = self._variants.get((model, engine))
+        if cached is not None:
+            self._show_variants(model, engine, cached)
+        else:
+            catalog = self.lab.catalog
+            self._job("variants", lambda: jobs.read_variants(catalog, model, engine))
+
+    @on(Select.Changed, "#workload")
+    def _workload_changed(self, event: Select.Changed) -> None:
+        task = str(event.value).startswith(form.TASK_PREFIX)
+        self.query_one("#label-requests", Label).update("Task items" if task else "Requests")
+        self.query_one("#requests", Input).placeholder = "all items" if task else "one batch"
+        self.query_one("#input_tokens", Input).disabled = task
+        self.query_one("#output_tokens", Input).placeholder = "task default" if task else "e.g. 64,256"
+        if task:
+            self.query_one("#output_tokens", Input).value = ""
+
+    def _engine(self) -> str:
+        return str(self.query_one("#engine", Select).value)
+
+    def _model(self) -> str:
+        return self.query_one("#custom_model", Input).value.strip() or str(
+            self.query_one("#model", Select).value
+        )
+
+    def _show_variants(self, model: str, engine: str, found: list[str] | WattlabError) -> None:
+        self._variants[(model, engine)] = found
+        if (model, engine) != (self._model(), self._engine()):
+            return  # the user moved on while the variants were read
+        select = self.query_one("#quant", Select)
+        if isinstance(found, WattlabError):
+            select.set_options([("not available", "")])
+            self._error(found, source="variants")
+        else:
+            own = " (file's own)" if engine == "llamacpp" else ""
+            select.set_options([(v + (own if i == 0 else ""), v) for i, v in enumerate(found)])
+            select.value = found[0]
+            self._error(None, source="variants")
+        self._show_hint()
+
+    def _engine_choice(self, engine: str) -> Any:
+        probe = self.lab.probe
+        return next((e for e in (probe.engines if probe else ()) if e.name == engine), None)
+
+    def _show_hint(self) -> None:
+        engine = self._engine()
+        choice = self._engine_choice(engine)
+        model = next((m for m in self.lab.catalog.models() if m.name == self._model()), None)
+        parts = []
+        if model is not None:
+            parts.append(f"[dim]{fmt.esc(model.description)}[/]")
+        if choice is not None and choice.installed is False:
+            fix = f" — {fmt.esc(choice.fix)}" if choice.fix else ""
+            parts.append(f"[yellow]{engine} is not installed[/]{fix}")
+        if self.lab.probe is not None and self.lab.probe.estimated_only:
+            parts.append("[bold yellow]this box has no power meter: energy will be ESTIMATED[/]")
+        self.query_one("#launch-hint", Static).update("\n".join(parts))
+
+    # --- the sweep grid ---------------------------------------------------------------------------
+    def _raw(self) -> dict[str, str]:
+        raw: dict[str, str] = {}
+        for field in form.FIELDS:
+            widget = self.query_one(f"#{field.id}")
+            value = widget.value if isinstance(widget, Input | Select) else ""
+            raw[field.id] = "" if value is Select.NULL else str(value)
+        return raw
+
+    def _error(self, error: WattlabError | None, source: str = "form") -> None:
+        """Show (or clear) the message under the form. Reading variants clears only its own message."""
+        if error is None and source == "variants" and self._error_source != "variants":
+            return
+        self._error_source = source if error is not None else None
+        text = ""
+        if error is not None:
+            text = f"✖ {fmt.esc(error.message)}" + (f"\n  fix: {fmt.esc(error.fix)}" if error.fix else "")
+        widget = self.query_one("#launch-error", Static)
+        widget.update(text)
+        widget.display = bool(text)
+
+    def action_add(self) -> None:
+        try:
+            fixed, axes, _settings = form.build(self._raw())
+        except ConfigError as exc:
+            self._error(exc)
+            return
+        choice = self._engine_choice(fixed["engine"])
+        if choice is not None and choice.installed is False:
+            problem = f"the {choice.name} engine is not installed here ({choice.reason})"
+            self._error(ConfigError(problem, fix=choice.fix))
+            return
+        catalog = self.lab.catalog
+        self._job("add", lambda: jobs.expand_checked(catalog, fixed, axes))
+
+    def action_remove(self) -> None:
+        grid = self.query_one("#launch-grid", DataTable)
+        if grid.row_count:
+            self.draft.remove(grid.cursor_row)
+            self._refresh_grid()
+
+    def _refresh_grid(self) -> None:
+        grid = self.query_one("#launch-grid", DataTable)
+        grid.clear()
+        for i, spec in enumerate(self.draft.specs(), 1):
+            what = (
+                f"task {spec.task}" if spec.task else f"{spec.input_tokens}→{spec.output_tokens_or_default}"
+            )
+            mode = spec.mode + (f" {spec.rate:g}/s" if spec.rate else "")
+            cells = (spec.engine, fmt.short_model(spec.model, 24), spec.quant or "default", spec.device, what)
+            grid.add_row(
+                str(i), *map(fmt.esc, cells), str(spec.batch_size), mode, spec.decoding, str(spec.repeats)
+            )
+        summary = self.query_one("#launch-summary", Static)
+        if not self.draft.rows:
+            summary.update("[dim]no runs yet: set the menus and press Add (ctrl+n)[/]")
+            return
+        summary.update(f"[b]{self.draft.run_count} run(s)[/] · estimating duration…")
+        store, planned, settings = self.lab.store, self.draft.planned(), self.draft.session
+        self._job("estimate", lambda: jobs.estimate(store, planned, settings))
+
+    # --- files and starting ----------------------------------------------------------------------
+    def _settings_or_error(self) -> bool:
+        try:
+            self.draft.session = form.session_settings(self._raw())
+        except ConfigError as exc:
+            self._error(exc)
+            return False
+        return True
+
+    def action_save(self) -> None:
+        if not self._settings_or_error():
+            return
+        text = self.draft.to_toml() if self.draft.rows else ""
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._job("save", lambda: jobs.write_sweep(path, text))
+
+        dialog = PathScreen(
+            "Save the sweep as TOML", str(Path.cwd() / DEFAULT_FILE), "the file `wattlab sweep FILE` runs"
+        )
+        self.lab.push_screen(dialog, chosen)
+
+    def action_load(self) -> None:
+        def chosen(path: str | None) -> None:
+            if path:
+                self._job("load", lambda: jobs.load_sweep(path))
+
+        dialog = PathScreen(
+            "Load a sweep TOML", str(Path.cwd() / DEFAULT_FILE), "any file `wattlab sweep` accepts"
+        )
+        self.lab.push_screen(dialog, chosen)
+
+    def action_start(self) -> None:
+        if not self._settings_or_error():
+            return
+        if not self.draft.rows:
+            self._error(
+                ConfigError("the sweep has no runs", fix="set the menus and press Add (ctrl+n) first")
+            )
+            return
+        self.query_one("#start", Button).disabled = True
+        text, data_dir, db = self.draft.to_toml(), self.lab.data_dir, self.lab.db_arg
+        self._job("start", lambda: jobs.start_sweep(text, data_dir, db))
+
+    # --- outcomes ---------------------------------------------------------------------------------
+    def on_launch_screen_done(self, message: Done) -> None:
+        if message.kind == "start":
+            self.query_one("#start", Button).disabled = False
+        if message.error is not None:
+            if message.kind == "estimate":
+                summary = (
+                    f"[b]{self.draft.run_count} run(s)[/] · no estimate: {fmt.esc(message.error.message)}"
+                )
+                self.query_one("#launch-summary", Static).update(summary)
+            else:
+                self._error(message.error)
+            return
+        handlers: dict[str, Callable[[Any], None]] = {
+            "variants": lambda value: self._show_variants(*value),
+            "add": self._added,
+            "estimate": self._estimated,
+            "save": self._saved,
+            "load": self._loaded,
+            "start": self._started,
+        }
+        handlers[message.kind](message.value)
+
+    def _added(self, rows: list[dict[str, Any]]) -> None:
+        added, present = self.draft.extend(rows)
+        self._error(None)
+        self.notify(f"{added} run(s) added" + (f", {present} already in the sweep" if present else ""))
+        self._refresh_grid()
+
+    def _estimated(self, est: dict[str, Any]) -> None:
+        duration = fmt.duration(est["seconds"])
+        basis = fmt.esc(est["basis"])
+        self.query_one("#launch-summary", Static).update(
+            f"[b]{self.draft.run_count} run(s)[/] · ≈ {duration} [dim]({basis})[/]"
+        )
+
+    def _saved(self, path: str) -> None:
+        self._error(None)
+        self.notify(f"saved {fmt.esc(path)}\nrun it with: wattlab sweep {fmt.esc(path)}", title="Sweep saved")
+
+    def _loaded(self, value: tuple[str, SweepDraft]) -> None:
+        path, draft = value
+        self.draft = draft
+        for key, text in form.raw_from_session(draft.session).items():
+            self.query_one(f"#{key}", Input).value = text
+        self._error(None)
+        self.notify(f"loaded {len(draft.rows)} configuration(s) from {fmt.esc(path)}")
+        self._refresh_grid()
+
+    def _started(self, value: tuple[str, Path]) -> None:
+        session_id, log = value
+        self.notify(f"session {session_id} started in the background", title="Sweep started")
+        self.lab.follow(session_id, log)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "clear":
+            self.draft.clear()
+            self._refresh_grid()
+            return
+        action = getattr(self, f"action_{event.button.id}", None)
+        if action is not None:
+            action()
+
+    def action_blur(self) -> None:
+        self.set_focus(None)

@@ -1,0 +1,198 @@
+"""Launch's form, as data: the fields, their defaults, and turning what was typed into run settings.
+
+`build(raw)` is pure (strings in, settings out) so every rule is tested without a terminal; a
+value that cannot be used raises ConfigError naming the field and how to write it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wattlab.errors import ConfigError
+from wattlab.sessions.spec import SessionSettings
+
+SYNTHETIC = "synthetic"
+TASK_PREFIX = "task:"
+
+
+@dataclass(frozen=True)
+class Field:
+    id: str
+    label: str
+    kind: str  # "select" | "input"
+    default: str = ""
+    placeholder: str = ""
+
+
+# In display order; two (narrow) or three (wide) per row.
+FIELDS: tuple[Field, ...] = (
+    Field("engine", "Engine", "select"),
+    Field("model", "Model", "select"),
+    Field("quant", "Variant", "select"),
+    Field("device", "Device", "select", "auto"),
+    Field("workload", "Workload", "select", SYNTHETIC),
+    Field("custom_model", "Other model", "input", "", "path or hub id (optional)"),
+    Field("input_tokens", "Input tokens", "input", "128", "e.g. 128,512"),
+    Field("output_tokens", "Output tokens", "input", "64", "e.g. 64,256"),
+    Field("batch_sizes", "Batch sizes", "input", "1", "e.g. 1,8,32"),
+    Field("requests", "Requests", "input", "", "one batch"),
+    Field("mode", "Mode", "select", "offline"),
+    Field("rate", "Rate (req/s)", "input", "", "all at once"),
+    Field("decoding", "Decoding", "select", "greedy"),
+    Field("temperature", "Temperature", "input", "1.0"),
+    Field("repeats", "Repeats", "input", "1"),
+    Field("name", "Session name", "input", "", "optional"),
+    Field("idle_s", "Idle baseline s", "input", "3"),
+    Field("cooldown_s", "Cooldown s", "input", "0", "seconds or settle"),
+    Field("country", "Grid country", "input", "", "ISO code, e.g. FRA"),
+    Field("pue", "PUE", "input", "1.0"),
+)
+
+DEVICES = (("auto", "auto"), ("cpu", "cpu"), ("cuda (GPU 0)", "cuda"))
+MODES = (("offline (batch)", "offline"), ("online (arrivals)", "online"))
+DECODINGS = (("greedy", "greedy"), ("sample", "sample"), ("beam (4)", "beam"))
+
+
+def parse_int_list(label: str, text: str, minimum: int = 1) -> list[int]:
+    """'1, 8,32' -> [1, 8, 32]; duplicates dropped, order kept."""
+    values: list[int] = []
+    for part in text.replace(";", ",").replace(" ", ",").split(","):
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise ConfigError(
+                f"{label}: {part!r} is not a whole number",
+                fix=f"write numbers separated by commas, e.g. {label_example(label)}",
+            ) from None
+        if value < minimum:
+            raise ConfigError(f"{label}: {value} is below {minimum}", fix=f"use values of at least {minimum}")
+        if value not in values:
+            values.append(value)
+    if not values:
+        raise ConfigError(f"{label} is empty", fix=f"give at least one value, e.g. {label_example(label)}")
+    return values
+
+
+def label_example(label: str) -> str:
+    return "1,8,32" if "atch" in label else "128,512"
+
+
+def parse_number(label: str, text: str, *, allow_empty: bool = False, positive: bool = True) -> float | None:
+    text = text.strip()
+    if not text:
+        if allow_empty:
+            return None
+        raise ConfigError(f"{label} is empty", fix="type a number")
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{label}: {text!r} is not a number", fix="type a number such as 2 or 0.5"
+        ) from None
+    if positive and value <= 0:
+        raise ConfigError(f"{label} must be above 0, got {text}", fix="type a positive number")
+    return value
+
+
+def build(raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[Any]], SessionSettings]:
+    """(fixed run settings, grid axes, session settings) from the form's raw values."""
+    model = raw.get("custom_model", "").strip() or raw["model"]
+    fixed: dict[str, Any] = {
+        "engine": raw["engine"],
+        "model": model,
+        "device": raw.get("device") or "auto",
+        "mode": raw.get("mode") or "offline",
+        "decoding": raw.get("decoding") or "greedy",
+    }
+    if raw.get("quant"):
+        fixed["quant"] = raw["quant"]
+    axes: dict[str, list[Any]] = {"batch_size": parse_int_list("Batch sizes", raw.get("batch_sizes", ""))}
+    workload = raw.get("workload") or SYNTHETIC
+    if workload.startswith(TASK_PREFIX):
+        fixed["task"] = workload[len(TASK_PREFIX) :]
+        if raw.get("requests", "").strip():
+            fixed["limit"] = parse_int_list("Task items", raw["requests"])[0]
+        if raw.get("output_tokens", "").strip():
+            axes["output_tokens"] = parse_int_list("Output tokens", raw["output_tokens"])
+    else:
+        axes["input_tokens"] = parse_int_list("Input tokens", raw.get("input_tokens", ""))
+        axes["output_tokens"] = parse_int_list("Output tokens", raw.get("output_tokens", ""))
+        if raw.get("requests", "").strip():
+            fixed["requests"] = parse_int_list("Requests", raw["requests"])[0]
+    rate = parse_number("Rate", raw.get("rate", ""), allow_empty=True)
+    if rate is not None:
+        if fixed["mode"] != "online":
+            raise ConfigError("a rate only applies to online mode", fix="set Mode to online, or clear Rate")
+        fixed["rate"] = rate
+    if fixed["decoding"] == "sample":
+        fixed["temperature"] = parse_number("Temperature", raw.get("temperature", "1.0"))
+    if fixed["decoding"] == "beam":
+        fixed["num_beams"] = 4
+    fixed["repeats"] = parse_int_list("Repeats", raw.get("repeats", "1") or "1")[0]
+    return fixed, axes, session_settings(raw)
+
+
+def session_settings(raw: dict[str, str]) -> SessionSettings:
+    cooldown_text = raw.get("cooldown_s", "0").strip() or "0"
+    cooldown: float | str
+    if cooldown_text == "settle":
+        cooldown = "settle"
+    else:
+        cooldown = parse_number("Cooldown s", cooldown_text, positive=False) or 0.0
+        if cooldown < 0:
+            raise ConfigError("Cooldown s cannot be negative", fix="use 0 for none, or settle")
+    idle = parse_number("Idle baseline s", raw.get("idle_s", "3") or "3", positive=False) or 0.0
+    if idle < 0:
+        raise ConfigError("Idle baseline s cannot be negative", fix="use 0 to skip the idle baseline")
+    country = raw.get("country", "").strip().upper() or None
+    if country and not (country.isalpha() and len(country) in (2, 3)):
+        raise ConfigError(
+            f"Grid country {country!r} is not an ISO country code", fix="e.g. FRA, DEU, USA (or leave empty)"
+        )
+    return SessionSettings(
+        name=raw.get("name", "").strip() or None,
+        idle_s=idle,
+        cooldown_s=cooldown,
+        country=country,
+        pue=parse_number("PUE", raw.get("pue", "1.0") or "1.0") or 1.0,
+    )
+
+
+def raw_from_session(settings: SessionSettings) -> dict[str, str]:
+    """The session fields of the form, from a loaded sweep's [session]."""
+    return {
+        "name": settings.name or "",
+        "idle_s": f"{settings.idle_s:g}",
+        "cooldown_s": settings.cooldown_s
+        if isinstance(settings.cooldown_s, str)
+        else f"{settings.cooldown_s:g}",
+        "country": settings.country or "",
+        "pue": f"{settings.pue:g}",
+    }
+
+
+def control(field: Field, catalog: Any) -> Any:
+    """The widget for a field: an Input, or a Select filled from the catalog."""
+    from textual.widgets import Input, Select
+
+    if field.kind == "input":
+        return Input(field.default, placeholder=field.placeholder, id=field.id, compact=True)
+    options: list[tuple[str, str]]
+    value = field.default
+    if field.id == "engine":
+        options = [(name, name) for name in catalog.engine_names()]  # relabelled when the probe answers
+        value = catalog.default_engine()
+    elif field.id == "model":
+        options = [(m.name + ("" if m.available else " — missing"), m.name) for m in catalog.models()]
+        value = catalog.default_model()
+    elif field.id == "quant":
+        options, value = [("reading…", "")], ""
+    elif field.id == "workload":
+        tasks = [(f"task: {t.name} ({t.metric})", TASK_PREFIX + t.name) for t in catalog.tasks()]
+        options = [("synthetic (token-length bins)", SYNTHETIC), *tasks]
+    else:
+        options = list({"device": DEVICES, "mode": MODES, "decoding": DECODINGS}[field.id])
+    return Select(options, value=value, allow_blank=False, id=field.id, compact=True)

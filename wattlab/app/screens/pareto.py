@@ -1,0 +1,234 @@
+"""Pareto: finished runs on any two objectives, coloured by engine, the non-dominated front
+highlighted (capital letters joined by a line) and listed.
+
+Axes are logarithmic where the objective suits it and the data spans more than 20x (toggle with
+g). Runs lacking either figure are left out and counted, never plotted at 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Label, Select, Static
+
+from wattlab.app import fmt
+from wattlab.app.data import OBJECTIVES
+from wattlab.app.screens.base import LabScreen
+from wattlab.app.widgets.nav import NavBar
+from wattlab.app.widgets.scatter import ScatterData, ScatterPlot, ScatterPoint, group_colors, group_markers
+from wattlab.errors import WattlabError
+
+ALL = "__all__"
+ENGINE_ORDER = ("llamacpp", "transformers", "vllm", "openai")
+
+
+class ParetoScreen(LabScreen):
+    AUTO_FOCUS = "#pareto-front"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x", "cycle('x')", "Next X"),
+        Binding("y", "cycle('y')", "Next Y"),
+        Binding("g", "toggle_log", "Log axes"),
+        Binding("r", "reload", "Reload"),
+    ]
+
+    class Loaded(Message):
+        def __init__(
+            self, key: tuple[Any, ...], result: dict[str, Any] | None, error: WattlabError | None
+        ) -> None:
+            super().__init__()
+            self.key, self.result, self.error = key, result, error
+
+    class SessionsLoaded(Message):
+        def __init__(self, sessions: list[tuple[str, str]]) -> None:
+            super().__init__()
+            self.sessions = sessions
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.x, self.y = "j_per_token", "e2e_p50_s"
+        self.session_id: str | None = None
+        self.log_auto = True
+        self._seen_version = -1
+        self._result: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        options = [(o.label, key) for key, o in OBJECTIVES.items()]
+        yield NavBar("pareto")
+        with Vertical(id="pareto-body"):
+            with Horizontal(id="pareto-controls"):
+                yield Label("X", classes="form-label-short")
+                yield Select(options, value=self.x, allow_blank=False, id="pareto-x", compact=True)
+                yield Label("Y", classes="form-label-short")
+                yield Select(options, value=self.y, allow_blank=False, id="pareto-y", compact=True)
+                yield Select(
+                    [("all sessions", ALL)], value=ALL, allow_blank=False, id="pareto-session", compact=True
+                )
+            yield Static("", id="pareto-status")
+            with Horizontal(id="pareto-main"):
+                with Vertical(id="pareto-left"):
+                    yield ScatterPlot(id="pareto-plot")
+                    yield Static("", id="pareto-legend")
+                yield DataTable(id="pareto-front", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._refresh_if_stale()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width >= 120, "wide")
+
+    def on_screen_resume(self) -> None:
+        self._refresh_if_stale()
+
+    def _refresh_if_stale(self) -> None:
+        """Load once per data version, whichever of mount and resume comes first."""
+        if self._seen_version != self.lab.data_version:
+            self._load_sessions()
+            self.reload()
+
+    def on_data_changed(self, _: Any) -> None:
+        self.reload()
+
+    # --- loading ----------------------------------------------------------------------------------
+    def _key(self) -> tuple[Any, ...]:
+        return (self.x, self.y, self.session_id)
+
+    def reload(self) -> None:
+        self._seen_version = self.lab.data_version
+        if self.x == self.y:
+            self.query_one("#pareto-status", Static).update("[red]choose two different objectives[/] (x / y)")
+            return
+        self.query_one("#pareto-status", Static).update("[dim]loading…[/]")
+        self._load(self._key())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pareto-load")
+    def _load(self, key: tuple[Any, ...]) -> None:
+        from wattlab.app.data import pareto
+
+        x, y, session_id = key
+        try:
+            self.post_message(self.Loaded(key, pareto(self.lab.store, x, y, session_id), None))
+        except WattlabError as exc:
+            self.post_message(self.Loaded(key, None, exc))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="pareto-sessions")
+    def _load_sessions(self) -> None:
+        from wattlab.app.data import sessions_with_runs
+
+        try:
+            self.post_message(self.SessionsLoaded(sessions_with_runs(self.lab.store)))
+        except WattlabError:
+            self.post_message(self.SessionsLoaded([]))
+
+    def on_pareto_screen_sessions_loaded(self, message: SessionsLoaded) -> None:
+        select = self.query_one("#pareto-session", Select)
+        with select.prevent(Select.Changed):
+            select.set_options([("all sessions", ALL)] + [(label, sid) for sid, label in message.sessions])
+            ids = [sid for sid, _ in message.sessions]
+            select.value = self.session_id if self.session_id in ids else ALL
+
+    def on_pareto_screen_loaded(self, message: Loaded) -> None:
+        if message.key != self._key():
+            return
+        status = self.query_one("#pareto-status", Static)
+        if message.error is not None or message.result is None:
+            err = message.error
+            status.update(fmt.error_text(err, "no data"))
+            return
+        self._result = message.result
+        self._show()
+
+    def _show(self) -> None:
+        result = self._result
+        if result is None:
+            return
+        ox, oy = result["x"], result["y"]
+        engines = sorted(
+            {p[0] for p in result["points"]} | {r["engine"] for r in result["front"]},
+            key=lambda e: (ENGINE_ORDER.index(e) if e in ENGINE_ORDER else 99, e),
+        )
+        log_x, log_y = (result["log_x"], result["log_y"]) if self.log_auto else (False, False)
+        points = [ScatterPoint(float(x), float(y), engine) for engine, x, y in result["points"]]
+        points += [
+            ScatterPoint(float(r["x"]), float(r["y"]), r["engine"], front=True) for r in result["front"]
+        ]
+        self.query_one("#pareto-plot", ScatterPlot).set_data(
+            ScatterData(
+                points=tuple(points),
+                x_label=ox.label,
+                y_label=oy.label,
+                log_x=log_x,
+                log_y=log_y,
+                groups=tuple(engines),
+            )
+        )
+        letters, colors = group_markers(engines), group_colors(engines)
+        legend = "  ".join(f"[{colors[e]}]{letters[e]}/{letters[e].upper()}[/] {e}" for e in engines)
+        self.query_one("#pareto-legend", Static).update(
+            f"{legend}  [dim]capital + line: the front ({ox.direction} X, {oy.direction} Y)[/]"
+        )
+        excluded = result["excluded"]
+        why = "missing either figure" + (
+            ", or perplexity (not comparable)" if "quality" in (ox.column, oy.column) else ""
+        )
+        self.query_one("#pareto-status", Static).update(
+            f"[b]{len(result['front'])}[/] on the front of {result['considered']:,} finished run(s)"
+            + (f" · {excluded:,} left out ({why})" if excluded else "")
+            + (" · plot thinned to one point per cell" if result["thinned"] else "")
+        )
+        table = self.query_one("#pareto-front", DataTable)
+        table.clear(columns=True)
+        table.add_columns("run", "engine", "model", "variant", "bs", ox.label, oy.label)
+        for r in result["front"]:
+            table.add_row(
+                r["run_id"],
+                r["engine"],
+                fmt.short_model(r.get("model"), 18),
+                r.get("quant") or fmt.DASH,
+                fmt.num(r.get("batch_size")),
+                fmt.num(r["x"], 4),
+                fmt.num(r["y"], 4),
+                key=r["run_id"],
+            )
+
+    # --- controls ---------------------------------------------------------------------------------
+    @on(Select.Changed)
+    def _changed(self, event: Select.Changed) -> None:
+        before = self._key()
+        if event.select.id == "pareto-x":
+            self.x = str(event.value)
+        elif event.select.id == "pareto-y":
+            self.y = str(event.value)
+        elif event.select.id == "pareto-session":
+            self.session_id = None if event.value in (ALL, Select.NULL) else str(event.value)
+        if self._key() != before:  # menus refilled with the same choice change nothing
+            self.reload()
+
+    def action_cycle(self, axis: str) -> None:
+        keys = list(OBJECTIVES)
+        current = self.x if axis == "x" else self.y
+        other = self.y if axis == "x" else self.x
+        nxt = keys[(keys.index(current) + 1) % len(keys)]
+        if nxt == other:
+            nxt = keys[(keys.index(nxt) + 1) % len(keys)]
+        self.query_one(f"#pareto-{axis}", Select).value = nxt
+
+    def action_toggle_log(self) -> None:
+        self.log_auto = not self.log_auto
+        self.notify("log axes where they fit" if self.log_auto else "linear axes")
+        self._show()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    @on(DataTable.RowSelected, "#pareto-front")
+    def _open_run(self, event: DataTable.RowSelected) -> None:
+        from wattlab.app.screens.run_detail import RunDetailScreen
+
+        if event.row_key.value:
+            self.lab.push_screen(RunDetailScreen(str(event.row_key.value), origin="pareto"))
