@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape as esc  # user text (labels, errors, "[vllm-cpu]") is not markup
+
 
 def fmt(value: Any, unit: str = "") -> str:
     """A number for humans: 4 significant digits, an em dash for a missing value."""
@@ -19,8 +21,8 @@ def fmt(value: Any, unit: str = "") -> str:
 
 def run_line(r: dict[str, Any]) -> str:
     if r.get("status") != "finished":
-        return f"[red]{r.get('status')}[/] {r.get('error') or ''}" + (
-            f"\n    fix: {r['error_fix']}" if r.get("error_fix") else ""
+        return f"[red]{r.get('status')}[/] {esc(r.get('error') or '')}" + (
+            f"\n    fix: {esc(r['error_fix'])}" if r.get("error_fix") else ""
         )
     method = r.get("energy_method") or "?"
     return (
@@ -39,7 +41,7 @@ def describe_event(ev: dict[str, Any]) -> str | None:
         used = ", ".join(meters.get("used", [])) or "none"
         text = f"session {s['session_id']}: {s.get('runs_planned')} run(s); meters: {used}"
         for m in meters.get("missing", []):
-            text += f"\n  [dim]{m['meter']} unavailable: {m['reason']}[/]"
+            text += f"\n  [dim]{m['meter']} unavailable: {esc(m['reason'])}[/]"
         if ev.get("skip"):
             text += f"\n  resuming: {len(ev['skip'])} finished run(s) skipped"
         return text
@@ -47,15 +49,17 @@ def describe_event(ev: dict[str, Any]) -> str | None:
         idle = ", ".join(f"{d} {w:.1f} W" for d, w in ev.get("idle_w", {}).items())
         return f"idle baseline over {ev.get('seconds')} s: {idle or 'not measured'}"
     if kind == "run_start":
-        return f"[bold]run {ev['seq']}/{ev['total']}[/] {ev['label']}"
+        return f"[bold]run {ev['seq']}/{ev['total']}[/] {esc(ev['label'])}"
     if kind == "run_end":
         return "  " + run_line(ev["result"])
     if kind == "run_skipped":
-        return f"[dim]run {ev['seq']} already finished, skipped: {ev['label']}[/]"
+        return f"[dim]run {ev['seq']} already finished, skipped: {esc(ev['label'])}[/]"
     if kind == "commit_deferred":
-        return f"[yellow]database commit deferred ({ev['reason']}); the spool keeps everything[/]"
+        return f"[yellow]database commit deferred ({esc(ev['reason'])}); the spool keeps everything[/]"
     if kind == "session_error":
-        return f"[red]{ev.get('message')}[/]" + (f"\n  fix: {ev['fix']}" if ev.get("fix") else "")
+        return f"[red]{esc(str(ev.get('message')))}[/]" + (
+            f"\n  fix: {esc(ev['fix'])}" if ev.get("fix") else ""
+        )
     if kind == "session_end":
         return f"session {ev['status']}"
     return None

@@ -12,6 +12,7 @@ and the sweep goes on with a fresh worker; Ctrl-C or SIGTERM marks the current r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -157,10 +158,10 @@ class Runner:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_terminated)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        try:
-            commit.recover(self.store)  # earlier sessions killed before committing
-        except StoreError:
-            pass  # a locked database must not stop a new session; the next command recovers them
+        # Earlier sessions killed before committing; a locked database must not stop a new session
+        # (the next command recovers them).
+        with contextlib.suppress(StoreError):
+            commit.recover(self.store)
         resuming = self.spool.dir.exists()
         done_keys = self.finished_keys() if resuming else set()
         session = self.session_row("running")
