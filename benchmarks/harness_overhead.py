@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -26,16 +27,17 @@ from typing import Any
 from wattlab.engines.base import Decoding, Request
 
 
-def build(engine: str, batch: int, n: int, inp: int, out: int) -> tuple[Any, list[Request]]:
+def build(engine: str, a: argparse.Namespace) -> tuple[Any, list[Request]]:
     from wattlab.engines import get_engine_class
     from wattlab.engines.models import resolve
     from wattlab.workloads import build_requests
 
-    cfg = resolve("smollm2-135m-instruct", engine, device="cpu", max_batch=batch, max_tokens=inp + out + 16)
+    inp, out = a.input_tokens, a.output_tokens
+    cfg = resolve(a.model, engine, a.quant, a.device, max_batch=a.batch_size, max_tokens=inp + out + 16)
     eng = get_engine_class(engine)(cfg)
     eng.load()
     built = build_requests(
-        {"kind": "synthetic", "requests": n, "input_tokens": inp, "output_tokens": out},
+        {"kind": "synthetic", "requests": a.requests, "input_tokens": inp, "output_tokens": out},
         eng.tokenize,
         cfg.options.get("chat_template"),
     )
@@ -47,8 +49,6 @@ _LLAMAS: dict[str, Any] = {}
 
 def _own_llama(eng: Any) -> Any:
     """llama-cpp-python's high-level Llama on the same GGUF and thread count as the adapter."""
-    import os
-
     from llama_cpp import Llama
 
     path = eng.config.path
@@ -110,39 +110,22 @@ def adapter(eng: Any, reqs: list[Request], batch: int) -> float:
     return sum(c.output_tokens for c in comps) / (time.perf_counter() - t0)
 
 
-def full_wattlab(engine: str, batch: int, n: int, inp: int, out: int) -> float:
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wattlab.cli",
-            "run",
-            "--engine",
-            engine,
-            "--device",
-            "cpu",
-            "--batch-size",
-            str(batch),
-            "--requests",
-            str(n),
-            "--input-tokens",
-            str(inp),
-            "--output-tokens",
-            str(out),
-            "--idle-s",
-            "0",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def full_wattlab(engine: str, a: argparse.Namespace) -> float:
+    quant = ["--quant", a.quant] if a.quant else []
+    cmd = [sys.executable, "-m", "wattlab.cli", "run", "--engine", engine, "--model", a.model]
+    cmd += ["--device", a.device, *quant, "--batch-size", str(a.batch_size), "--requests", str(a.requests)]
+    cmd += ["--input-tokens", str(a.input_tokens), "--output-tokens", str(a.output_tokens)]
+    cmd += ["--idle-s", "0", "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(json.loads(res.stdout)["throughput_tok_s"])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--engines", default="llamacpp,transformers")
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quant")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--requests", type=int, default=4)
     p.add_argument("--input-tokens", type=int, default=64)
@@ -151,7 +134,7 @@ def main() -> None:
     a = p.parse_args()
     results = []
     for engine in a.engines.split(","):
-        eng, reqs = build(engine, a.batch_size, a.requests, a.input_tokens, a.output_tokens)
+        eng, reqs = build(engine, a)
         if engine == "llamacpp" and a.batch_size != 1:
             raise SystemExit(
                 "llama-cpp-python's own API generates one sequence at a time: use --batch-size 1"
@@ -163,10 +146,7 @@ def main() -> None:
             own.append(own_api(engine, eng, reqs, a.batch_size, a.output_tokens))
             ad.append(adapter(eng, reqs, a.batch_size))
         eng.close()
-        full = [
-            full_wattlab(engine, a.batch_size, a.requests, a.input_tokens, a.output_tokens)
-            for _ in range(a.repeats)
-        ]
+        full = [full_wattlab(engine, a) for _ in range(a.repeats)]
         row = {
             "engine": engine,
             "own_tok_s": statistics.median(own),
@@ -181,6 +161,10 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), file=sys.stderr)
     print(json.dumps({"settings": vars(a), "date": time.strftime("%Y-%m-%d"), "results": results}, indent=1))
+    sys.stdout.flush()
+    # Two llama.cpp contexts (the adapter's and the high-level Llama) tearing down at interpreter
+    # exit can crash in llama.cpp's log callback; everything is printed, so leave without teardown.
+    os._exit(0)
 
 
 if __name__ == "__main__":

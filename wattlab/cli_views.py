@@ -330,7 +330,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     else:
         console.print(
             _table(
-                [{**t, "metrics": ", ".join(t["metrics"])} for t in tasks],
+                [{**t, "metrics": ", ".join(t["metrics"])} for t in tasks],  # type: ignore[arg-type]
                 ["name", "kind", "metrics", "items"],
             )
         )

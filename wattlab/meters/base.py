@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -22,7 +23,7 @@ estimated:  a model, not a measurement (CPU utilization x TDP). Never shown as m
 METHOD_RANK: dict[str, int] = {"counter": 2, "integrated": 1, "estimated": 0}
 
 
-def weakest_method(methods: list[str]) -> Method:
+def weakest_method(methods: Sequence[str]) -> Method:
     """The least trustworthy of several methods: a sum is only as good as its worst part."""
     if not methods:
         return "estimated"

@@ -48,7 +48,10 @@ def _stats(prefix: str, values: list[float], mean: bool = True) -> dict[str, flo
 
 def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> dict[str, Any]:
     ok = [c for c in completions if c.error is None and c.end_ns is not None]
-    ttft, tpot, itl, e2e = [], [], [], []
+    ttft: list[float] = []
+    tpot: list[float] = []
+    itl: list[float] = []
+    e2e: list[float] = []
     for c in ok:
         arrival = c.arrival_ns or t0_ns
         if c.first_token_ns is not None:

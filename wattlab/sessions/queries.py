@@ -161,10 +161,11 @@ def run_power_timeline(store: Store, run_id: str, margin_s: float = 1.0) -> list
         return []
     r = run[0]
     pad = int(margin_s * 1e9)
+    t0, t1 = int(r["t0_ns"]), int(r["t1_ns"] or r["t0_ns"])  # type: ignore[call-overload]
     return store.query_dicts(
         "SELECT t_ns, domain_id, power_w FROM samples WHERE session_id = ? AND t_ns BETWEEN ? AND ? "
         "AND power_w IS NOT NULL ORDER BY t_ns",
-        [r["session_id"], r["t0_ns"] - pad, r["t1_ns"] + pad],
+        [r["session_id"], t0 - pad, t1 + pad],
     )
 
 
@@ -178,7 +179,7 @@ def compare_runs(store: Store, run_ids: list[str], columns: list[str] | None = N
     base = runs[0]
     for col in cols:
         values = [r.get(col) for r in runs]
-        deltas = []
+        deltas: list[float | None] = []
         for v in values:
             b = base.get(col)
             if isinstance(v, int | float) and isinstance(b, int | float) and b:

@@ -162,10 +162,8 @@ def recommendations(
                 f"{_signed(_pct(pick.mean('j_per_token'), base.mean('j_per_token')))} J/token, "
                 f"quality {pick.mean('quality'):.3g}."
             )
-        worse = [
-            c for c in with_energy if c is not best and best.mean("quality") is not None and qb is not None
-        ]
-        if best.mean("quality") is not None and not perplexity and best.mean("quality") < qb - band and worse:
+        best_q = best.mean("quality")
+        if best_q is not None and not perplexity and best_q < qb - band:
             recs.append(
                 f"The most frugal configuration loses quality ({best.mean('quality'):.3g} vs {qb:.3g}): "
                 "weigh the saving against it (see the Green AI index)."
@@ -308,7 +306,9 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
     bars: dict[str, dict[str, float]] = {}
     for e in energy:
         if e["energy_j"] is not None:
-            bars.setdefault(e["run_id"], {})[f"{e['window_name']}/{e['domain_id']}"] = float(e["energy_j"])
+            bars.setdefault(str(e["run_id"]), {})[f"{e['window_name']}/{e['domain_id']}"] = float(
+                e["energy_j"]
+            )  # type: ignore[arg-type]
     if bars:
         svg = svgplot.stacked_bars(list(bars.items()), title="Energy by phase and domain (J)", unit="J")
         (out_dir / "energy_phases.svg").write_text(svg)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -85,14 +86,14 @@ class Store:
         finally:
             con.close()
 
-    def query(self, sql: str, params: list[object] | None = None) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str, params: Sequence[object] | None = None) -> tuple[list[str], list[tuple]]:
         """Run one read-only query; returns (column names, rows)."""
         with self.reader() as con:
-            cur = con.execute(sql, params or [])
+            cur = con.execute(sql, list(params or []))
             cols = [d[0] for d in cur.description] if cur.description else []
             return cols, cur.fetchall()
 
-    def query_dicts(self, sql: str, params: list[object] | None = None) -> list[dict[str, object]]:
+    def query_dicts(self, sql: str, params: Sequence[object] | None = None) -> list[dict[str, Any]]:
         cols, rows = self.query(sql, params)
         return [dict(zip(cols, row, strict=True)) for row in rows]
 
