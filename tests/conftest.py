@@ -11,18 +11,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _has_nvidia_gpu() -> bool:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetCount() > 0
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return False
+from wattlab.engines import has_nvidia_gpu
 
 
 def _is_jetson() -> bool:
@@ -33,7 +22,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # get_closest_marker, not keywords: a test parameter named "gpu" must not count as the marker.
     gpu_items = [i for i in items if i.get_closest_marker("gpu")]
     jetson_items = [i for i in items if i.get_closest_marker("jetson")]
-    if gpu_items and not _has_nvidia_gpu():
+    if gpu_items and not has_nvidia_gpu():
         skip = pytest.mark.skip(reason="needs an NVIDIA GPU (NVML); run on the lent GPU box")
         for item in gpu_items:
             item.add_marker(skip)

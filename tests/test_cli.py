@@ -183,3 +183,35 @@ def test_a_bad_sweep_file_names_key_and_line(tmp_path: Path) -> None:
     out = wattlab("sweep", str(sweep), "--db", str(tmp_path / "w.duckdb"))
     assert out.returncode == 2
     assert "unknown key 'batch'" in out.stderr and "(line 3)" in out.stderr
+
+
+def test_a_sweep_an_engine_cannot_run_is_refused_before_it_starts(tmp_path: Path) -> None:
+    out = wattlab("run", "--engine", "openai", "--task", "perplexity", "--db", str(tmp_path / "w.duckdb"))
+    assert out.returncode == 2
+    assert "openai has no log-probabilities (perplexity)" in out.stderr and "fix:" in out.stderr
+    assert not (tmp_path / "w.duckdb").exists()  # refused before any session started
+
+
+def test_attach_replays_a_sessions_events(tmp_path: Path) -> None:
+    import os
+
+    from wattlab.sessions.spool import Spool
+
+    spool = Spool("s-attach", root=Path(os.environ["WATTLAB_HOME"]) / "spool")
+    spool.create({"session_id": "s-attach", "runs_planned": 2})
+    spool.event(
+        "session_start",
+        session={"session_id": "s-attach", "runs_planned": 2, "meters_json": {"used": ["estimate"]}},
+    )
+    spool.event("run_start", run_id="s-attach-001", seq=1, total=2, label="llamacpp m bs1")
+    spool.event("run_end", result=_run(1, "llamacpp", 1, 0.5, 1.0, None))
+    spool.event("run_start", run_id="s-attach-002", seq=2, total=2, label="llamacpp m [bs2]")
+    spool.event(
+        "run_end", result={**_run(2, "llamacpp", 2, 0.3, 1.2, None), "status": "failed", "error": "boom [x]"}
+    )
+    spool.event("session_end", status="finished")
+    spool.close()
+    out = wattlab("attach", "s-attach")
+    assert out.returncode == 0, out.stderr
+    assert "run 2/2" in out.stderr and "llamacpp m [bs2]" in out.stderr  # user text is not taken as markup
+    assert "failed boom [x]" in out.stderr and "session finished" in out.stderr

@@ -71,6 +71,7 @@ RUN_JSON_KEYS = [
     "wh_per_1k_requests",
     "gco2e",
     "gco2e_per_request",
+    "gco2e_per_1k_requests",
     "carbon_g_per_kwh",
     "carbon_source",
     "pue",
@@ -80,7 +81,6 @@ RUN_JSON_KEYS = [
     "peak_mem_mib",
     "quality",
     "quality_metric",
-    "quality_metrics",
     "green_index",
     "green_index_inputs",
     "flags",
@@ -302,7 +302,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         from wattlab.sessions.queries import to_jsonable
 
-        print(json.dumps(to_jsonable({k: result.get(k) for k in RUN_JSON_KEYS}), default=str))
+        out = {k: result.get(k) for k in RUN_JSON_KEYS}
+        # `quality` is every metric of the task ({metric: value}); `quality_metric` names the primary one.
+        out["quality"] = result.get("quality_metrics")
+        print(json.dumps(to_jsonable(out), default=str))
     else:
         from wattlab.cli_views import print_run
 

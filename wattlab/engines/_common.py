@@ -12,6 +12,7 @@ import struct
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from wattlab.engines.base import Completion, Decoding, Engine, Request
 from wattlab.errors import ConfigError, EngineError, OutOfMemory
@@ -154,3 +155,22 @@ def safetensors_parameter_count(directory: str | Path) -> int | None:
                     count *= dim
                 total += count
     return total or None
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of text with a Hugging Face tokenizer (or the byte-level fallback): special tokens
+    in the text (the chat template's markers) are parsed, none is added."""
+    from wattlab.engines.bytetok import ByteTokenizer
+
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer.encode(text)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def decode(tokenizer: Any, ids: list[int]) -> str:
+    """Text of token ids, special tokens skipped (the byte-level fallback has none to skip)."""
+    from wattlab.engines.bytetok import ByteTokenizer
+
+    if isinstance(tokenizer, ByteTokenizer):
+        return str(tokenizer.decode(ids))
+    return str(tokenizer.decode(ids, skip_special_tokens=True))

@@ -202,14 +202,10 @@ class TransformersEngine(Engine):
 
     # --- tokens ---------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
-        if isinstance(self.tokenizer, ByteTokenizer):
-            return self.tokenizer.encode(text)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return _common.encode(self.tokenizer, text)
 
     def detokenize(self, ids: list[int]) -> str:
-        if isinstance(self.tokenizer, ByteTokenizer):
-            return self.tokenizer.decode(ids)
-        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+        return _common.decode(self.tokenizer, ids)
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:

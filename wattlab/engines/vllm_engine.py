@@ -169,14 +169,10 @@ class VllmEngine(Engine):
 
     # --- tokens ---------------------------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
-        if isinstance(self._tokenizer, ByteTokenizer):
-            return self._tokenizer.encode(text)
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
+        return _common.encode(self._tokenizer, text)
 
     def detokenize(self, ids: list[int]) -> str:
-        if isinstance(self._tokenizer, ByteTokenizer):
-            return self._tokenizer.decode(ids)
-        return str(self._tokenizer.decode(ids, skip_special_tokens=True))
+        return _common.decode(self._tokenizer, ids)
 
     @property
     def eos_token_ids(self) -> tuple[int, ...]:

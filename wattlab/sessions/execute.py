@@ -199,6 +199,7 @@ def energy_figures(
     out["wh_per_1k_requests"] = energy / 3600.0 / n_ok * 1000.0 if n_ok else None
     out["gco2e"] = gco2e(energy, ctx.carbon.g_per_kwh, ctx.pue)
     out["gco2e_per_request"] = out["gco2e"] / n_ok if n_ok else None
+    out["gco2e_per_1k_requests"] = out["gco2e_per_request"] * 1000.0 if n_ok else None
     out["mean_power_w"] = energy / duration if duration > 0 else None
     if steady:
         st = figures.total_of(rows, "steady")

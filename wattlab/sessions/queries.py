@@ -77,6 +77,7 @@ FIGURES: list[tuple[str, str, str, str | None]] = [
     ("peak_mem_mib", "peak memory", "MiB", None),
     ("gco2e", "carbon", "gCO2e", "energy_method"),
     ("gco2e_per_request", "carbon per request", "gCO2e", "energy_method"),
+    ("gco2e_per_1k_requests", "carbon per 1,000 requests", "gCO2e", "energy_method"),
     ("carbon_g_per_kwh", "grid intensity", "g/kWh", "carbon_source"),
     ("pue", "PUE", "", None),
     ("quality", "quality", "", "quality_metric"),

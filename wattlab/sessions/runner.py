@@ -149,7 +149,11 @@ class Runner:
         return keys
 
     def run(self) -> list[dict[str, Any]]:
-        """Execute every run of the sweep. Returns the run results (also in the database)."""
+        """Execute every run of the sweep. Returns the run results (also in the database).
+
+        Raises ConfigError before anything starts when a run asks an engine for what it cannot do.
+        """
+        preflight(self.sweep)
         from wattlab.meters import open_meters
         from wattlab.meters.carbon import resolve_intensity
         from wattlab.meters.sampler import Sampler
@@ -399,6 +403,60 @@ class Runner:
                 self._pending_items = items + self._pending_items
             self.event("commit_deferred", reason=str(exc).splitlines()[0][:300])
             return False
+
+
+def preflight(sweep: Sweep) -> None:
+    """Refuse a sweep before it starts when a run asks an engine for what it cannot do (perplexity
+    without log-probabilities, beam search, online serving). Unknown engines and models fail their
+    own run instead, with the reason, and the sweep goes on."""
+    from wattlab.engines import ENGINES
+    from wattlab.errors import ConfigError
+
+    problems: list[str] = []
+    for i, (spec, _) in enumerate(sweep.runs, 1):
+        engine = ENGINES.get(spec.engine)
+        if engine is None:
+            continue
+        needs = set()
+        if spec.decoding == "beam":
+            needs.add("beam")
+        if spec.decoding == "sample":
+            needs.add("sampling")
+        if spec.mode == "online":
+            needs.add("online")
+        if (spec.task or spec.task_file) and _task_needs_logprobs(spec):
+            needs.add("logprobs")
+        missing = sorted(needs - engine.abilities)
+        if missing:
+            what = {
+                "logprobs": "log-probabilities (perplexity)",
+                "beam": "beam search",
+                "online": "online serving",
+                "sampling": "sampling",
+            }
+            problems.append(
+                f"run {i} ({spec.label()}): {spec.engine} has no {', '.join(what[m] for m in missing)}"
+            )
+    if problems:
+        able = {
+            m: ", ".join(n for n, e in ENGINES.items() if m in e.abilities)
+            for m in ("logprobs", "beam", "online", "sampling")
+        }
+        raise ConfigError(
+            "this sweep asks engines for what they cannot do:\n  " + "\n  ".join(problems),
+            fix=f"perplexity runs on {able['logprobs']}; beam search on {able['beam']}; "
+            f"online mode on {able['online']}",
+            title="Impossible configuration",
+        )
+
+
+def _task_needs_logprobs(spec: RunSpec) -> bool:
+    from wattlab.workloads import load_task
+
+    try:
+        return bool(load_task(spec.workload_dict()).needs_logprobs)
+    except WattlabError:
+        return False  # a missing task file fails its own run, with the reason
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

@@ -126,6 +126,7 @@ _V1 = [
         wh_per_1k_requests  DOUBLE,
         gco2e               DOUBLE,
         gco2e_per_request   DOUBLE,
+        gco2e_per_1k_requests DOUBLE,
         carbon_g_per_kwh    DOUBLE,
         carbon_source       VARCHAR,
         pue                 DOUBLE,

@@ -363,26 +363,28 @@ def load_sweep(path: str | Path) -> Sweep:
     return parse_sweep(text, str(p))
 
 
+def toml_value(v: Any) -> str:
+    """A value as TOML source (strings quoted, lists and inline tables nested)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    return repr(v)
+
+
 def dump_sweep(sweep_session: SessionSettings, defaults: dict[str, Any], grid: dict[str, list[Any]]) -> str:
     """Write a sweep as the TOML `wattlab sweep` reads (the console's Save uses this)."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + " }"
-        return repr(v)
 
     lines = ["[session]"]
     for k, v in sweep_session.as_dict().items():
         if v is not None:
-            lines.append(f"{k} = {fmt(v)}")
+            lines.append(f"{k} = {toml_value(v)}")
     lines += ["", "[defaults]"]
-    lines += [f"{k} = {fmt(v)}" for k, v in defaults.items() if v is not None]
+    lines += [f"{k} = {toml_value(v)}" for k, v in defaults.items() if v is not None]
     lines += ["", "[grid]"]
-    lines += [f"{k} = {fmt(v)}" for k, v in grid.items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in grid.items()]
     return "\n".join(lines) + "\n"
