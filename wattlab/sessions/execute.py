@@ -65,6 +65,8 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
         "devices": ",".join(info.get("devices") or ["cpu"]),
         "params": info.get("params"),
         "worker_reused": ctx.load_info is None,
+        # What actually ran: the catalog's default variant when none was asked for (Q4_1, bf16...).
+        "quant": ctx.row.get("quant") or info.get("variant"),
     }
     domains = figures.attributed_domains(timeline.domains.values(), info.get("devices") or ["cpu"])
     timeout = spec.timeout_s
