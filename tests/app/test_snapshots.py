@@ -148,14 +148,3 @@ def test_sql_error(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> 
         await _quiet(pilot)
 
     assert snap_compare(make_app(small_db), terminal_size=size, run_before=ready)
-
-
-def test_readme_screenshots_are_exported_by_the_app(tmp_path: Path) -> None:
-    """tests/app/make_screenshots.py (which writes docs/screenshots) still works."""
-    import asyncio
-
-    from make_screenshots import export
-
-    written = asyncio.run(export(tmp_path / "shots", tmp_path / "demo.duckdb"))
-    assert sorted(p.name for p in written) == ["history.svg", "launch.svg", "live.svg", "pareto.svg"]
-    assert all(p.read_text().startswith("<svg") and "wattlab" in p.read_text() for p in written)
