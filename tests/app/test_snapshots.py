@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_helpers import make_app, settle, wait_until, widget_text, write_monitor_file, write_spool
+from app_helpers import (
+    make_app,
+    screen_text,
+    settle,
+    wait_until,
+    widget_text,
+    write_monitor_file,
+    write_spool,
+)
 from textual.widgets import Input, TextArea
 
 SIZES = [(80, 24), (160, 48)]
@@ -33,9 +41,15 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def _quiet(pilot: Any) -> None:
-    await settle(pilot, 0.3)
+    """Let every worker, message and table refresh land, so the picture is the settled screen.
+
+    Several rounds: on a loaded machine a reload's rows can land a frame after the worker ends, and
+    a snapshot taken then shows a half-laid-out table.
+    """
+    for _ in range(3):
+        await settle(pilot, 0.3)
     pilot.app.clear_notifications()
-    await pilot.pause(0.1)
+    await pilot.pause(0.2)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -80,6 +94,8 @@ def test_history(snap_compare: Any, small_db: Path, size: tuple[int, int]) -> No
     async def ready(pilot: Any) -> None:
         await pilot.press("3")
         await settle(pilot, 0.5)
+        # The sessions table is laid out once its rows are in (a session's name shows whole).
+        await wait_until(pilot, lambda: "sweep 4 on" in screen_text(pilot.app), what="the sessions table")
         await pilot.press("space", "down", "down", "space")
         await _quiet(pilot)
 
