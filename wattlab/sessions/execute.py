@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from wattlab.engines.base import Completion
 from wattlab.engines.worker import WorkerClient
-from wattlab.errors import ConfigError
+from wattlab.errors import ConfigError, WattlabError
 from wattlab.meters.timeline import Timeline
 from wattlab.meters.windows import NS
 from wattlab.sessions import figures
@@ -158,8 +160,6 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
         flags.insert(0, "energy-estimated")
     result["flags"] = ",".join(flags)
     result["status"] = "finished"
-    from wattlab.sessions.runner import utc_now
-
     result["ended_at"] = utc_now().isoformat()
     return result
 
@@ -290,4 +290,55 @@ def score_task(
             {"task": task.name, "metric": k, "value": v, "n": score.n} for k, v in score.metrics.items()
         ],
         "quality_items": score.per_item,
+    }
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def base_row(session_id: str, run_id: str, seq: int, spec: RunSpec, repeat: int) -> dict[str, Any]:
+    """The run's settings as a runs-table row (figures are added when it finishes)."""
+    return {
+        "run_id": run_id,
+        "session_id": session_id,
+        "seq": seq,
+        "run_key": spec.key(repeat),
+        "status": "running",
+        "started_at": utc_now().isoformat(),
+        "engine": spec.engine,
+        "model": spec.model,
+        "quant": spec.quant,
+        "device": spec.device,
+        "mode": spec.mode,
+        "workload": "task" if (spec.task or spec.task_file) else spec.workload,
+        "task": spec.task or (os.path.basename(spec.task_file) if spec.task_file else None),
+        "batch_size": spec.batch_size,
+        "input_tokens": spec.input_tokens,
+        "output_tokens": spec.output_tokens_or_default
+        if not (spec.task or spec.task_file)
+        else spec.output_tokens,
+        "requests": spec.n_requests,
+        "rate": spec.rate,
+        "burstiness": spec.burstiness,
+        "max_concurrency": spec.max_concurrency,
+        "decoding": spec.decoding,
+        "temperature": spec.temperature,
+        "top_p": spec.top_p,
+        "top_k": spec.top_k,
+        "num_beams": spec.num_beams,
+        "seed": spec.seed,
+        "repeat": repeat,
+        "spec_json": spec.as_dict(),
+    }
+
+
+def failed(row: dict[str, Any], exc: WattlabError) -> dict[str, Any]:
+    return {
+        **row,
+        "status": "failed",
+        "error": exc.message,
+        "error_fix": exc.fix,
+        "error_title": exc.title,
+        "ended_at": utc_now().isoformat(),
     }

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
 import platform
 import secrets
 import signal
@@ -29,7 +28,8 @@ from wattlab.engines.worker import WorkerClient
 from wattlab.errors import EngineCrashed, EngineError, OutOfMemory, StoreError, WattlabError
 from wattlab.meters.timeline import Timeline
 from wattlab.sessions import commit
-from wattlab.sessions.execute import RunContext, execute_run
+from wattlab.sessions.execute import RunContext, base_row, execute_run, failed, utc_now
+from wattlab.sessions.plan import max_batch_per_load, max_tokens_per_load, preflight
 from wattlab.sessions.spec import RunSpec, Sweep
 from wattlab.sessions.spool import Spool
 from wattlab.sessions.store import Store
@@ -39,10 +39,6 @@ EventSink = Callable[[dict[str, Any]], None]
 
 def new_session_id() -> str:
     return dt.datetime.now().strftime("%y%m%d-%H%M%S-") + secrets.token_hex(2)
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 class _Terminated(BaseException):
@@ -199,8 +195,8 @@ class Runner:
             self._measure_idle()
             session["idle_json"] = {"idle_w": self.idle_w, "seconds": self.settings.idle_s}
             self._commit(session_row=session)
-            max_batch = _max_batch_per_load(self.sweep.runs)
-            self._max_tokens = _max_tokens_per_load(self.sweep.runs)
+            max_batch = max_batch_per_load(self.sweep.runs)
+            self._max_tokens = max_tokens_per_load(self.sweep.runs)
             for seq, (spec, repeat) in enumerate(self.sweep.runs, 1):
                 if spec.key(repeat) in done_keys:
                     self.event("run_skipped", seq=seq, run_key=spec.key(repeat), label=spec.label())
@@ -405,131 +401,5 @@ class Runner:
             return False
 
 
-def preflight(sweep: Sweep) -> None:
-    """Refuse a sweep before it starts when a run asks an engine for what it cannot do (perplexity
-    without log-probabilities, beam search, online serving). Unknown engines and models fail their
-    own run instead, with the reason, and the sweep goes on."""
-    from wattlab.engines import ENGINES
-    from wattlab.errors import ConfigError
-
-    problems: list[str] = []
-    for i, (spec, _) in enumerate(sweep.runs, 1):
-        engine = ENGINES.get(spec.engine)
-        if engine is None:
-            continue
-        needs = set()
-        if spec.decoding == "beam":
-            needs.add("beam")
-        if spec.decoding == "sample":
-            needs.add("sampling")
-        if spec.mode == "online":
-            needs.add("online")
-        if (spec.task or spec.task_file) and _task_needs_logprobs(spec):
-            needs.add("logprobs")
-        missing = sorted(needs - engine.abilities)
-        if missing:
-            what = {
-                "logprobs": "log-probabilities (perplexity)",
-                "beam": "beam search",
-                "online": "online serving",
-                "sampling": "sampling",
-            }
-            problems.append(
-                f"run {i} ({spec.label()}): {spec.engine} has no {', '.join(what[m] for m in missing)}"
-            )
-    if problems:
-        able = {
-            m: ", ".join(n for n, e in ENGINES.items() if m in e.abilities)
-            for m in ("logprobs", "beam", "online", "sampling")
-        }
-        raise ConfigError(
-            "this sweep asks engines for what they cannot do:\n  " + "\n  ".join(problems),
-            fix=f"perplexity runs on {able['logprobs']}; beam search on {able['beam']}; "
-            f"online mode on {able['online']}",
-            title="Impossible configuration",
-        )
-
-
-def _task_needs_logprobs(spec: RunSpec) -> bool:
-    from wattlab.workloads import load_task
-
-    try:
-        return bool(load_task(spec.workload_dict()).needs_logprobs)
-    except WattlabError:
-        return False  # a missing task file fails its own run, with the reason
-
-
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
-
-
-# Task and prompt-file runs learn their prompt lengths only once the engine's tokenizer is loaded,
-# so their engine gets a context long enough for the built-in tasks and typical prompt files.
-TEXT_WORKLOAD_MAX_TOKENS = 2048
-
-
-def _max_tokens_per_load(runs: list[tuple[RunSpec, int]]) -> dict[tuple[Any, ...], int]:
-    """The longest sequence (prompt + output, tokens) any run sharing an engine load needs."""
-    out: dict[tuple[Any, ...], int] = {}
-    for spec, _ in runs:
-        if spec.task or spec.task_file or spec.workload == "prompts":
-            need = max(TEXT_WORKLOAD_MAX_TOKENS, (spec.output_tokens or 0) + 1024)
-        else:
-            need = spec.input_tokens + spec.output_tokens_or_default + 16
-        out[spec.load_key()] = max(out.get(spec.load_key(), 0), need)
-    return out
-
-
-def _max_batch_per_load(runs: list[tuple[RunSpec, int]]) -> dict[tuple[Any, ...], int]:
-    out: dict[tuple[Any, ...], int] = {}
-    for spec, _ in runs:
-        need = max(spec.batch_size, spec.max_concurrency or 0)
-        out[spec.load_key()] = max(out.get(spec.load_key(), 1), need)
-    return out
-
-
-def base_row(session_id: str, run_id: str, seq: int, spec: RunSpec, repeat: int) -> dict[str, Any]:
-    """The run's settings as a runs-table row (figures are added when it finishes)."""
-    return {
-        "run_id": run_id,
-        "session_id": session_id,
-        "seq": seq,
-        "run_key": spec.key(repeat),
-        "status": "running",
-        "started_at": utc_now().isoformat(),
-        "engine": spec.engine,
-        "model": spec.model,
-        "quant": spec.quant,
-        "device": spec.device,
-        "mode": spec.mode,
-        "workload": "task" if (spec.task or spec.task_file) else spec.workload,
-        "task": spec.task or (os.path.basename(spec.task_file) if spec.task_file else None),
-        "batch_size": spec.batch_size,
-        "input_tokens": spec.input_tokens,
-        "output_tokens": spec.output_tokens_or_default
-        if not (spec.task or spec.task_file)
-        else spec.output_tokens,
-        "requests": spec.n_requests,
-        "rate": spec.rate,
-        "burstiness": spec.burstiness,
-        "max_concurrency": spec.max_concurrency,
-        "decoding": spec.decoding,
-        "temperature": spec.temperature,
-        "top_p": spec.top_p,
-        "top_k": spec.top_k,
-        "num_beams": spec.num_beams,
-        "seed": spec.seed,
-        "repeat": repeat,
-        "spec_json": spec.as_dict(),
-    }
-
-
-def failed(row: dict[str, Any], exc: WattlabError) -> dict[str, Any]:
-    return {
-        **row,
-        "status": "failed",
-        "error": exc.message,
-        "error_fix": exc.fix,
-        "error_title": exc.title,
-        "ended_at": utc_now().isoformat(),
-    }
