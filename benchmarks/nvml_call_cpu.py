@@ -23,14 +23,28 @@ def measure(fn: Callable[[], Any], n: int) -> dict[str, float]:
 
 def calls(nvml: Any, h: Any) -> dict[str, tuple[Callable[[], Any], int]]:
     fi = getattr(nvml, "NVML_FI_DEV_POWER_INSTANT", 186)
+    total_fi = nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION
     return {
         "power_usage": (lambda: nvml.nvmlDeviceGetPowerUsage(h), 500),
         "power_instant_field": (lambda: nvml.nvmlDeviceGetFieldValues(h, [fi]), 500),
         "energy_counter": (lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(h), 60),
+        # The same counter read as a field value: if the driver serves it cheaper, the sampler uses it.
+        "energy_counter_field": (lambda: nvml.nvmlDeviceGetFieldValues(h, [total_fi]), 60),
         "utilization": (lambda: nvml.nvmlDeviceGetUtilizationRates(h), 500),
         "memory_info": (lambda: nvml.nvmlDeviceGetMemoryInfo(h), 500),
         "temperature": (lambda: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU), 500),
     }
+
+
+def counter_vs_field(nvml: Any, h: Any) -> list[dict[str, float]]:
+    """Back-to-back reads of the counter both ways, 10 times 0.25 s apart: do they agree?"""
+    rows = []
+    for _ in range(10):
+        direct = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
+        fv = nvml.nvmlDeviceGetFieldValues(h, [nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION])[0]
+        rows.append({"direct": float(direct), "field": float(fv.value.ullVal), "ret": float(fv.nvmlReturn)})
+        time.sleep(0.25)
+    return rows
 
 
 def main() -> None:
@@ -43,6 +57,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     time.sleep(3)
+    out["counter_vs_field_mj"] = counter_vs_field(nvml, h)
     out["idle"] = {k: measure(f, n) for k, (f, n) in calls(nvml, h).items()}
     stop = threading.Event()
 
