@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -223,7 +224,8 @@ class RaplMeter(Meter):
         zone.last_raw_uj = raw
         return t
 
-    def read_power(self) -> list[Sample]:
+    def _read_zones(self, sample: Callable[[_Zone, int], Sample]) -> list[Sample]:
+        """Advance every zone's counter and turn each into a Sample; a failed read is a missing one."""
         samples = []
         with self._lock:
             for zone in self._zones:
@@ -234,24 +236,21 @@ class RaplMeter(Meter):
                         Sample(t_ns=now_ns(), domain=zone.domain.id, error=f"RAPL read failed: {exc}")
                     )
                     continue
-                power = None
-                if zone.last_power is not None and t > zone.last_power[0]:
-                    t0, e0 = zone.last_power
-                    power = (zone.total_uj - e0) / 1e6 / ((t - t0) / 1e9)
-                zone.last_power = (t, zone.total_uj)
-                samples.append(Sample(t_ns=t, domain=zone.domain.id, power_w=power))
+                samples.append(sample(zone, t))
         return samples
 
+    def read_power(self) -> list[Sample]:
+        def power(zone: _Zone, t: int) -> Sample:
+            watts = None
+            if zone.last_power is not None and t > zone.last_power[0]:
+                t0, e0 = zone.last_power
+                watts = (zone.total_uj - e0) / 1e6 / ((t - t0) / 1e9)
+            zone.last_power = (t, zone.total_uj)
+            return Sample(t_ns=t, domain=zone.domain.id, power_w=watts)
+
+        return self._read_zones(power)
+
     def read_counters(self) -> list[Sample]:
-        samples = []
-        with self._lock:
-            for zone in self._zones:
-                try:
-                    t = self._advance(zone)
-                except (OSError, ValueError) as exc:
-                    samples.append(
-                        Sample(t_ns=now_ns(), domain=zone.domain.id, error=f"RAPL read failed: {exc}")
-                    )
-                    continue
-                samples.append(Sample(t_ns=t, domain=zone.domain.id, energy_j=zone.total_uj / 1e6))
-        return samples
+        return self._read_zones(
+            lambda zone, t: Sample(t_ns=t, domain=zone.domain.id, energy_j=zone.total_uj / 1e6)
+        )
