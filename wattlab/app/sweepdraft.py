@@ -144,18 +144,6 @@ class SweepDraft:
             blocks.append("\n".join(lines))
         return text + "\n" + "\n\n".join(blocks) + "\n"
 
-    def save(self, path: str | Path) -> Path:
-        p = Path(path).expanduser()
-        text = self.to_toml()
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot write {p}: {exc.strerror or exc}", fix="choose a writable path"
-            ) from exc
-        return p
-
     @classmethod
     def from_sweep(cls, sweep: Sweep) -> SweepDraft:
         rows: list[dict[str, Any]] = []
