@@ -170,6 +170,13 @@ def run_power_timeline(store: Store, run_id: str, margin_s: float = 1.0) -> list
     )
 
 
+def percent_change(new: float | None, base: float | None) -> float | None:
+    """(new - base) / |base| in percent; None when either is missing or base is 0."""
+    if new is None or base is None or base == 0:
+        return None
+    return (new - base) / abs(base) * 100.0
+
+
 def compare_runs(store: Store, run_ids: list[str], columns: list[str] | None = None) -> dict[str, Any]:
     """Runs side by side, each figure with its % change against the first run."""
     if len(run_ids) < 2:
@@ -180,13 +187,11 @@ def compare_runs(store: Store, run_ids: list[str], columns: list[str] | None = N
     base = runs[0]
     for col in cols:
         values = [r.get(col) for r in runs]
-        deltas: list[float | None] = []
-        for v in values:
-            b = base.get(col)
-            if isinstance(v, int | float) and isinstance(b, int | float) and b:
-                deltas.append((v - b) / abs(b) * 100.0)
-            else:
-                deltas.append(None)
+        b = base.get(col)
+        deltas = [
+            percent_change(v, b) if isinstance(v, int | float) and isinstance(b, int | float) else None
+            for v in values
+        ]
         table.append({"figure": col, "values": values, "delta_pct": deltas})
     return {
         "runs": [

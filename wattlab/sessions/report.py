@@ -79,13 +79,9 @@ class Config:
         return f"{s['engine']} {s['model']}{q} bs{s['batch_size']} {s['mode']}{extra}"
 
 
-def _pct(new: float | None, old: float | None) -> float | None:
-    if new is None or old is None or old == 0:
-        return None
-    return (new - old) / abs(old) * 100.0
-
-
-def _signed(p: float | None) -> str:
+def _change(config: Config, base: Config, figure: str) -> str:
+    """The config's mean of a figure against the baseline's, as a signed percentage."""
+    p = queries.percent_change(config.mean(figure), base.mean(figure))
     return "n/a" if p is None else f"{p:+.1f}%"
 
 
@@ -116,9 +112,9 @@ def effect_lines(configs: list[Config], base: Config, band: float) -> list[str]:
         changed = [k for k in SETTINGS if c.settings.get(k) != base.settings.get(k)]
         what = ", ".join(f"{k} {base.settings.get(k)} -> {c.settings.get(k)}" for k in changed)
         parts = [
-            f"{_signed(_pct(c.mean('j_per_token'), base.mean('j_per_token')))} J/token",
-            f"{_signed(_pct(c.mean('e2e_p50_s'), base.mean('e2e_p50_s')))} p50 latency",
-            f"{_signed(_pct(c.mean('throughput_tok_s'), base.mean('throughput_tok_s')))} throughput",
+            f"{_change(c, base, 'j_per_token')} J/token",
+            f"{_change(c, base, 'e2e_p50_s')} p50 latency",
+            f"{_change(c, base, 'throughput_tok_s')} throughput",
         ]
         q, qb = c.mean("quality"), base.mean("quality")
         if q is not None and qb is not None:
@@ -143,7 +139,7 @@ def recommendations(
     best = min(with_energy, key=lambda c: c.mean("j_per_token") or math.inf)
     recs.append(
         f"Lowest energy per output token: {best.label} at {best.mean('j_per_token'):.4g} J/token "
-        f"({_signed(_pct(best.mean('j_per_token'), base.mean('j_per_token')))} "
+        f"({_change(best, base, 'j_per_token')} "
         f"vs the baseline {base.label}), "
         f"p50 latency {_fmt(best.mean('e2e_p50_s'))} s."
     )
@@ -159,7 +155,7 @@ def recommendations(
             pick = min(ok, key=lambda c: c.mean("j_per_token") or math.inf)
             recs.append(
                 f"Lowest J/token without losing quality (within the noise band): {pick.label}, "
-                f"{_signed(_pct(pick.mean('j_per_token'), base.mean('j_per_token')))} J/token, "
+                f"{_change(pick, base, 'j_per_token')} J/token, "
                 f"quality {pick.mean('quality'):.3g}."
             )
         best_q = best.mean("quality")
@@ -173,7 +169,7 @@ def recommendations(
         fast = min(with_lat, key=lambda c: c.mean("e2e_p50_s") or math.inf)
         recs.append(
             f"Lowest p50 latency: {fast.label} at {fast.mean('e2e_p50_s'):.4g} s "
-            f"({_signed(_pct(fast.mean('j_per_token'), base.mean('j_per_token')))} J/token vs baseline)."
+            f"({_change(fast, base, 'j_per_token')} J/token vs baseline)."
         )
     if "estimated" in methods:
         recs.append(
