@@ -127,15 +127,19 @@ def feed(session_id: str, run_seconds: float, prefill_hours: float, total_runs: 
     # Live: 10 Hz samples, progress at ~4 Hz, a run ending every run_seconds.
     next_run_end = time.monotonic() + run_seconds
     seq += 1
-    spool.event(
-        "run_start",
-        session_id=session_id,
-        run_id=f"{session_id}-{seq:05d}",
-        seq=seq,
-        total=total_runs,
-        label=f"live run {seq}",
-        row={"engine": "llamacpp", "model": "smollm2-135m-instruct", "batch_size": 8},
-    )
+
+    def start_run(seq: int) -> None:
+        spool.event(
+            "run_start",
+            session_id=session_id,
+            run_id=f"{session_id}-{seq:05d}",
+            seq=seq,
+            total=total_runs,
+            label=f"live run {seq}",
+            row={"engine": "llamacpp", "model": "smollm2-135m-instruct", "batch_size": 8},
+        )
+
+    start_run(seq)
     while True:
         sample(time.monotonic_ns(), i)
         i += 1
@@ -168,15 +172,7 @@ def feed(session_id: str, run_seconds: float, prefill_hours: float, total_runs: 
             )
             seq += 1
             tokens = 0
-            spool.event(
-                "run_start",
-                session_id=session_id,
-                run_id=f"{session_id}-{seq:05d}",
-                seq=seq,
-                total=total_runs,
-                label=f"live run {seq}",
-                row={"engine": "llamacpp", "model": "smollm2-135m-instruct", "batch_size": 8},
-            )
+            start_run(seq)
             next_run_end += run_seconds
         time.sleep(0.1)
 
