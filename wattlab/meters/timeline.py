@@ -16,6 +16,7 @@ session, a recorded trace for tests, and what the replay meter plays back.
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -79,7 +80,6 @@ class _DomainSeries:
             _insort(self.util_t, self.util, s.t_ns, s.util_pct)
 
     def prune_before(self, t_ns: int) -> None:
-        import bisect
 
         for ts, vs in (
             (self.power_t, self.power_w),
@@ -99,7 +99,6 @@ def _insort(ts: list[int], vs: list[float], t: int, v: float) -> None:
         ts.append(t)
         vs.append(v)
         return
-    import bisect
 
     i = bisect.bisect_right(ts, t)
     ts.insert(i, t)
@@ -198,7 +197,6 @@ class Timeline:
             return s.latest if s else None
 
     def mean_util(self, domain_id: str, t0_ns: int, t1_ns: int) -> float | None:
-        import bisect
 
         with self._lock:
             s = self._series[domain_id]
