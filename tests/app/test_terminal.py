@@ -131,7 +131,11 @@ def test_launch_from_a_real_terminal(home: tuple[dict[str, str], Path], tmp_path
         term.wait_for("1 run(s)")
         term.keys("C-r")
         term.wait_for("session", timeout=30)
-        text = term.wait_for("✔ finished", timeout=300)
+        term.wait_for("✔ finished", timeout=300)
+        # capture-pane can catch a frame the console is still drawing (status bar done, log not yet):
+        # wait briefly for a whole frame before reading the run's lines.
+        whole = ["✔ finished", "run 1/1", "tok/s, E2E p50"]
+        text = term.wait_for(lambda t: all(n in t for n in whole), timeout=10)
         assert "run 1/1" in text
         assert "tok/s, E2E p50" in text  # the run's own result line: it finished, not failed
         term.keys("q")
