@@ -9,7 +9,6 @@ from here is a detached runner and keeps going.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,30 +19,10 @@ from textual.message import Message
 from textual.screen import Screen
 
 from wattlab.app.catalog import BoxProbe, Catalog
+from wattlab.app.messages import DataChanged, LiveRequest, ProbeReady
+from wattlab.app.modes import SCREENS
 from wattlab.app.monitor import MonitorProcess
-from wattlab.app.screens.compare import CompareScreen
-from wattlab.app.screens.history import HistoryScreen
-from wattlab.app.screens.launch import LaunchScreen
-from wattlab.app.screens.live import LiveScreen
-from wattlab.app.screens.pareto import ParetoScreen
-from wattlab.app.screens.sql import SqlScreen
 from wattlab.sessions.store import Store
-
-
-class ProbeReady(Message):
-    """`app.probe` is set (engines installed, meters available)."""
-
-
-class DataChanged(Message):
-    """The database has new rows (a run committed, a spool recovered): reload what you show."""
-
-
-@dataclass(frozen=True)
-class LiveRequest:
-    """What Live should follow next: a session (maybe just launched) or the box monitor."""
-
-    session_id: str | None
-    launch_log: Path | None = None
 
 
 class WattlabApp(App[int]):
@@ -57,22 +36,11 @@ class WattlabApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "wattlab"
-    MODES: ClassVar[dict[str, Any]] = {
-        "live": LiveScreen,
-        "launch": LaunchScreen,
-        "history": HistoryScreen,
-        "compare": CompareScreen,
-        "pareto": ParetoScreen,
-        "sql": SqlScreen,
-    }
-    DEFAULT_MODE = "live"
+    # Modes, number keys and palette entries all come from the one screen table (app/modes.py).
+    MODES: ClassVar[dict[str, Any]] = {entry.mode: entry.factory() for entry in SCREENS}
+    DEFAULT_MODE = SCREENS[0].mode
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("1", "switch_mode('live')", "Live", show=False),
-        Binding("2", "switch_mode('launch')", "Launch", show=False),
-        Binding("3", "switch_mode('history')", "History", show=False),
-        Binding("4", "switch_mode('compare')", "Compare", show=False),
-        Binding("5", "switch_mode('pareto')", "Pareto", show=False),
-        Binding("6", "switch_mode('sql')", "SQL", show=False),
+        *(Binding(e.key, f"switch_mode('{e.mode}')", e.label, show=False) for e in SCREENS),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
@@ -134,7 +102,8 @@ class WattlabApp(App[int]):
 
     def on_wattlab_app_recovered(self, message: Recovered) -> None:
         if message.error:
-            self.notify(message.error, title="Could not recover spools", severity="error")
+            # Plain text: a fix such as `pip install 'wattlab[vllm]'` must keep its brackets.
+            self.notify(message.error, title="Could not recover spools", severity="error", markup=False)
         if not message.sessions:
             return
         n_int = sum(len(s.get("interrupted") or []) for s in message.sessions)
@@ -157,7 +126,9 @@ class WattlabApp(App[int]):
     def on_wattlab_app_probed(self, message: Probed) -> None:
         self.probe = message.probe
         if message.probe.error:
-            self.notify(message.probe.error, title="Could not check this box", severity="warning")
+            self.notify(
+                message.probe.error, title="Could not check this box", severity="warning", markup=False
+            )
         self.screen.post_message(ProbeReady())
 
     # --- shared actions -------------------------------------------------------------------------
@@ -207,15 +178,10 @@ class WattlabApp(App[int]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for mode, label, help_text in (
-            ("live", "Live", "power, energy and progress of the running sweep"),
-            ("launch", "Launch", "choose model, variant, engine and workload; start a sweep"),
-            ("history", "History", "sessions and runs; filter, sort, open a run's detail"),
-            ("compare", "Compare", "marked runs side by side with % deltas"),
-            ("pareto", "Pareto", "two objectives, the non-dominated front"),
-            ("sql", "SQL", "DuckDB query box over the session database"),
-        ):
-            yield SystemCommand(f"Go to {label}", help_text, lambda m=mode: self.switch_mode(m))
+        for entry in SCREENS:
+            yield SystemCommand(
+                f"Go to {entry.label}", entry.help, lambda m=entry.mode: self.switch_mode(m)
+            )
         yield SystemCommand(
             "Box monitor", "Live: this box's power, with no sweep attached", lambda: self.follow(None)
         )
