@@ -363,36 +363,16 @@ def estimate(
 
 
 # --- SQL -------------------------------------------------------------------------------------------
-_ROW_LIMITABLE = ("select", "with", "from", "values", "table")
-
-
 def sql(store: Store, text: str, max_rows: int = 1000) -> dict[str, Any]:
-    """A user's query, read-only, at most `max_rows` rows fetched (a SELECT over samples can be 10M).
+    """A user's query through the one guarded path (read statements only, no file access), at most
+    `max_rows` rows fetched (a SELECT over samples can be 10M). Errors are StoreError."""
+    from wattlab.sessions.readonly_sql import run_read_query
 
-    Queries that can be wrapped are run as `SELECT * FROM (query) LIMIT max_rows + 1`; if the
-    wrapped form does not parse, the query runs as typed so the error message is about what the
-    user wrote. Errors are StoreError with DuckDB's first line.
-    """
-    from wattlab.sessions.queries import run_sql
-
-    query = text.strip().rstrip(";").strip()
-    if not query:
-        raise StoreError(
-            "the query is empty", fix="type a query, e.g. SELECT * FROM runs LIMIT 10", title="SQL error"
-        )
     started = time.perf_counter()
-    if query.split(None, 1)[0].lower() in _ROW_LIMITABLE:
-        try:
-            cols, rows = run_sql(store, f"SELECT * FROM ({query}) LIMIT {max_rows + 1}")
-        except StoreError as exc:
-            if not exc.message.startswith("Parser Error"):
-                raise
-            cols, rows = run_sql(store, query)
-    else:
-        cols, rows = run_sql(store, query)
+    result = run_read_query(store, text, max_rows=max_rows)
     return {
-        "columns": cols,
-        "rows": rows[:max_rows],
-        "truncated": len(rows) > max_rows,
+        "columns": result.columns,
+        "rows": result.rows,
+        "truncated": result.truncated,
         "seconds": time.perf_counter() - started,
     }

@@ -1,7 +1,9 @@
 """SQL: a DuckDB query box over the session database (read-only), results in a table, errors inline.
 
-Queries run in a worker on a read-only connection, so a running sweep keeps committing; at most
-1,000 rows are fetched (a SELECT over `samples` can be millions).
+Queries run in a worker through `wattlab.sessions.readonly_sql` (read statements only, no file access),
+so a running sweep keeps committing; at most 1,000 rows are fetched (a SELECT over `samples` can be
+millions). While the box has focus it takes every printable key (digits too), so the hint and the
+footer say how to leave it: Esc. A failed query leaves the previous result on screen, dimmed.
 """
 
 from __future__ import annotations
@@ -17,16 +19,24 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Static, TextArea
 
 from wattlab.app import fmt
+from wattlab.app.modes import SCREENS
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
+from wattlab.sessions.readonly_sql import TABLES
 
 EXAMPLE = (
     "SELECT engine, model, quant, batch_size, count(*) AS runs,\n"
     "       round(avg(j_per_token), 4) AS j_per_token, round(avg(throughput_tok_s), 1) AS tok_s\n"
     "FROM runs WHERE status = 'finished' GROUP BY ALL ORDER BY j_per_token LIMIT 50"
 )
-TABLES = "tables: sessions, runs, run_energy, requests, quality, samples, marks, domains"
+_KEYS = f"{SCREENS[0].key}-{SCREENS[-1].key}"
+# Keys bold, the rest dim: the hint names the way out of the box, which takes every printable key.
+HINT_EDITING = (
+    f"[b]Esc[/] [dim]leaves the box (then {_KEYS} switch screens) ·[/] "
+    "[b]^l[/] [dim]clears · one read query[/]"
+)
+HINT_BROWSING = f"[b]/[/] [dim]edits the query ·[/] [b]^l[/] [dim]clears · read-only · tables: {TABLES}[/]"
 
 
 def cell(value: Any) -> str:
@@ -37,13 +47,15 @@ def cell(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ", timespec="seconds")
     text = str(value)
-    return text if len(text) <= 80 else text[:79] + "…"
+    return fmt.esc(text if len(text) <= 80 else text[:79] + "…")  # data, never markup
 
 
 class SqlScreen(LabScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r,f5", "run", "Run query", priority=True),
-        Binding("escape", "to_results", "To results", show=False),
+        Binding("ctrl+l", "clear", "Clear", priority=True),
+        Binding("escape", "to_results", "Leave box"),
+        Binding("slash", "edit", "Edit query"),
     ]
 
     class Done(Message):
@@ -57,7 +69,7 @@ class SqlScreen(LabScreen):
             yield TextArea(EXAMPLE, id="sql-query", show_line_numbers=False, soft_wrap=True)
             with Horizontal(id="sql-bar"):
                 yield Button("Run ^r", id="sql-run", variant="primary", compact=True)
-                yield Static(f"[dim]DuckDB, read-only · {TABLES}[/]", id="sql-hint")
+                yield Static(HINT_EDITING, id="sql-hint")
             yield Static("", id="sql-error", classes="error")
             yield Static("", id="sql-status")
             yield DataTable(id="sql-results", zebra_stripes=True)
@@ -66,11 +78,45 @@ class SqlScreen(LabScreen):
     def on_mount(self) -> None:
         self.query_one("#sql-query", TextArea).focus()
 
+    def _editing(self) -> bool:
+        return self.focused is self.query_one("#sql-query", TextArea)
+
+    def _focus_moved(self) -> None:
+        self.query_one("#sql-hint", Static).update(HINT_EDITING if self._editing() else HINT_BROWSING)
+        self.refresh_bindings()  # the footer shows "Leave box" or "Edit query", whichever applies
+
+    def on_descendant_focus(self, _event: object) -> None:
+        self._focus_moved()
+
+    def on_descendant_blur(self, _event: object) -> None:
+        self.call_after_refresh(self._focus_moved)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "to_results":
+            return self._editing()
+        if action == "edit":
+            return not self._editing()
+        return True
+
     def action_run(self) -> None:
         text = self.query_one("#sql-query", TextArea).text
         self.query_one("#sql-status", Static).update("[dim]running…[/]")
-        self.query_one("#sql-error", Static).update("")
         self._run(text)
+
+    def action_clear(self) -> None:
+        """Empty the box, the results and any error, and put the cursor back in the box."""
+        self.workers.cancel_group(self, "sql-run")
+        area = self.query_one("#sql-query", TextArea)
+        area.text = ""
+        table = self.query_one("#sql-results", DataTable)
+        table.clear(columns=True)
+        table.remove_class("stale")
+        self.query_one("#sql-error", Static).update("")
+        self.query_one("#sql-status", Static).update("")
+        area.focus()
+
+    def action_edit(self) -> None:
+        self.query_one("#sql-query", TextArea).focus()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="sql-run")
     def _run(self, text: str) -> None:
@@ -89,9 +135,14 @@ class SqlScreen(LabScreen):
             self.query_one("#sql-error", Static).update(
                 "✖ " + fmt.error_text(err, "no result", fix_sep="\n  fix: ")
             )
-            status.update("")
+            # The previous result stays for reference, dimmed, so it is not mistaken for this query's.
+            stale = table.row_count > 0 or bool(table.columns)
+            table.set_class(stale, "stale")
+            status.update("[dim]below: the previous query's result[/]" if stale else "")
             return
         result = message.result
+        self.query_one("#sql-error", Static).update("")
+        table.remove_class("stale")
         table.clear(columns=True)
         for name in result["columns"]:
             table.add_column(name)
