@@ -29,7 +29,7 @@ def test_ruff_lint_and_format() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-@pytest.mark.slow
+# In the default suite: ~50 s of CPU from a cold cache (torch's and vLLM's stubs), ~7 s warm.
 def test_mypy() -> None:
     mypy = _tool("mypy")
     out = subprocess.run([*mypy, "wattlab"], cwd=ROOT, capture_output=True, text=True)

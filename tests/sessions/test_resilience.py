@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
 import signal
@@ -54,7 +55,11 @@ def test_the_spool_keeps_lines_while_the_disk_is_full(tmp_path: Path) -> None:
     assert spool.error is None and spool.pending == 0
 
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+# Only the tests that run a real engine need llama.cpp (the spool test above does not); the same
+# scenarios on the fake engine run everywhere, fast (test_runner_fake.py).
+needs_llamacpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="the llamacpp extra is not installed"
+)
 
 SWEEP = """
 [session]
@@ -103,6 +108,7 @@ def _start(tmp_path: Path, outputs: str) -> tuple[subprocess.Popen[str], Path, s
 
 
 @pytest.mark.slow
+@needs_llamacpp
 def test_ctrl_c_commits_what_was_measured(tmp_path: Path) -> None:
     proc, db, session_id = _start(tmp_path, "150, 20")
     time.sleep(1.0)
@@ -118,6 +124,7 @@ def test_ctrl_c_commits_what_was_measured(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_llamacpp
 def test_a_dropped_ssh_link_does_not_stop_the_sweep(tmp_path: Path) -> None:
     proc, db, _ = _start(tmp_path, "60, 20")
     proc.send_signal(signal.SIGHUP)
@@ -127,6 +134,7 @@ def test_a_dropped_ssh_link_does_not_stop_the_sweep(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_llamacpp
 def test_a_locked_database_defers_commits_and_loses_nothing(tmp_path: Path) -> None:
     from wattlab.sessions.runner import Runner
     from wattlab.sessions.spec import parse_sweep

@@ -59,6 +59,18 @@ OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("served_model", str, "model name the server knows (default: the first of GET /models)"),
         Option("timeout_s", float, "per-request timeout in seconds (default 600)"),
     ),
+    # The hidden test engine (engines/fake.py); values are checked when it loads.
+    "fake": (
+        *_COMMON,
+        Option("tok_s", float, "decode tokens per second, per sequence (default 200)"),
+        Option("prefill_tok_s", float, "prompt tokens per second (default 2000)"),
+        Option("tokens_per_step", int, "tokens each sequence gets per step (default 1)"),
+        Option("load_s", float, "seconds load() takes (default 0.05)"),
+        Option("eos_after", int, "stop each output with EOS after this many tokens (default: never)"),
+        Option("fail", str, "crash | hang | oom | error: fail on purpose"),
+        Option("fail_after_tokens", int, "fail once this many tokens were generated since load"),
+        Option("fail_at", str, "generate | load: when `fail` strikes (default generate)"),
+    ),
 }
 
 
