@@ -235,13 +235,13 @@ model = "smollm2-135m-instruct"
 """)
     db = tmp_path / "w.duckdb"
     out = wattlab("sweep", str(sweep), "--db", str(db), check=False)
-    assert out.returncode == 1, out.stderr
+    # The preflight finds all three before anything runs: one refusal, each with its fix, no session.
+    assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr + out.stdout
-    rows = Store(db).query_dicts("SELECT seq, status, error, error_fix FROM runs ORDER BY seq")
-    assert [r["status"] for r in rows] == ["failed", "failed", "failed", "finished"]
-    assert "no-such-model" in rows[0]["error"] and rows[0]["error_fix"]
-    assert "broken.gguf" in rows[1]["error"] and rows[1]["error_fix"]
-    assert "warpdrive" in rows[2]["error"] and rows[2]["error_fix"]
+    assert "3 problems" in out.stderr and out.stderr.count("fix:") >= 3
+    for needle in ("no-such-model", "broken.gguf is truncated", "unknown engine 'warpdrive'"):
+        assert needle in out.stderr
+    assert not db.exists()
 
 
 def test_an_engine_crash_fails_one_run_and_the_sweep_goes_on(tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ class EngineSpec:
     # What the adapter can do, known without importing it (a sweep is checked before it starts);
     # tests/engines/test_registry.py keeps this in step with the adapters' SUPPORTS_* flags.
     abilities: frozenset[str] = frozenset({"online", "sampling", "logprobs"})
+    # Hidden engines (the test fake) work when named but are left out of menus, help and doctor.
+    hidden: bool = False
 
 
 ENGINES: dict[str, EngineSpec] = {
@@ -80,6 +82,16 @@ ENGINES: dict[str, EngineSpec] = {
             extra=None,
             abilities=frozenset({"online", "sampling"}),
         ),
+        EngineSpec(
+            "fake",
+            "deterministic tokens and timings, failures on demand (tests; any model name)",
+            "wattlab.engines.fake:FakeEngine",
+            (),
+            (),
+            extra=None,
+            abilities=frozenset({"online", "sampling", "logprobs"}),
+            hidden=True,
+        ),
     )
 }
 
@@ -113,8 +125,26 @@ def has_nvidia_gpu() -> bool:
         return False
 
 
+@cache
+def nvidia_gpu_count() -> int:
+    """How many NVIDIA GPUs NVML sees (0 without a driver); checks `--device cuda:N` before a run."""
+    if not has_nvidia_gpu():
+        return 0
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return 0
+
+
 def engine_names() -> list[str]:
-    return list(ENGINES)
+    """The engines a user can pick (hidden ones left out)."""
+    return [name for name, spec in ENGINES.items() if not spec.hidden]
 
 
 def spec_of(name: str) -> EngineSpec:
@@ -123,7 +153,7 @@ def spec_of(name: str) -> EngineSpec:
     except KeyError:
         raise ConfigError(
             f"unknown engine {name!r}",
-            fix=f"use one of: {', '.join(ENGINES)}",
+            fix=f"use one of: {', '.join(engine_names())}",
         ) from None
 
 
@@ -167,8 +197,8 @@ def status_of(name: str) -> EngineStatus:
 
 
 def engine_status() -> list[EngineStatus]:
-    """Every engine wattlab knows, installed or not, with the fix for those that are not."""
-    return [status_of(name) for name in ENGINES]
+    """Every engine a user can pick, installed or not, with the fix for those that are not."""
+    return [status_of(name) for name in engine_names()]
 
 
 def installed_engines() -> list[str]:

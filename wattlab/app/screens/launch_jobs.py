@@ -61,15 +61,18 @@ def load_sweep(path: str) -> tuple[str, SweepDraft]:
 def start_sweep(text: str, data_dir: Path, db: str | None) -> tuple[str, Path]:
     """Write the sweep into the data dir and start a detached runner on it: (session id, runner log).
 
-    The TOML is parsed first exactly as the runner will parse it, so a bad file never starts.
+    The TOML is parsed first exactly as the runner will parse it, and checked by the same preflight
+    as `wattlab sweep` (engines installed, models, files, token lengths, devices): a sweep that cannot
+    run is refused here with every problem listed, and nothing starts.
     """
     from wattlab.sessions.launch import start_detached
+    from wattlab.sessions.plan import preflight
     from wattlab.sessions.runner import new_session_id
     from wattlab.sessions.spec import parse_sweep
 
     session_id = new_session_id()
     path = data_dir / "sweeps" / f"{session_id}.toml"
-    parse_sweep(text, str(path))
+    preflight(parse_sweep(text, "the sweep"))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

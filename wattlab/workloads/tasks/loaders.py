@@ -267,6 +267,16 @@ def parse_text(
 
 Parser = Callable[..., Task]
 
+# What a file of each format must look like: the fix for a file that does not.
+FORMAT_SHAPES: dict[str, str] = {
+    "squad": 'write SQuAD JSON: {"data": [{"paragraphs": [{"context": "...", '
+    '"qas": [{"question": "...", "answers": [{"text": "..."}]}]}]}]}',
+    "jsonl-summary": 'write one JSON object a line: {"document": "...", "summary": "..."}',
+    "jsonl-translation": 'write one JSON object a line: {"source": "...", "target": "..."}',
+    "tsv-label": "write one text<TAB>label pair a line (an optional first row: text<TAB>label)",
+    "text": "write plain UTF-8 text: at least one line that is not blank",
+}
+
 PARSERS: dict[str, Parser] = {
     "squad": parse_squad,
     "jsonl-summary": parse_jsonl_summary,

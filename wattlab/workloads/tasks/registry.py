@@ -26,7 +26,7 @@ from wattlab.errors import ConfigError, DatasetError
 from wattlab.workloads.tasks.base import Task, TaskInfo, TaskKind
 from wattlab.workloads.tasks.classification import ClassificationTask
 from wattlab.workloads.tasks.hf import HF_PREFIX, HF_PRESETS, load_hf_task
-from wattlab.workloads.tasks.loaders import PARSERS
+from wattlab.workloads.tasks.loaders import FORMAT_SHAPES, PARSERS
 from wattlab.workloads.tasks.perplexity import PerplexityTask
 from wattlab.workloads.tasks.qa import QATask
 from wattlab.workloads.tasks.summarization import SummarizationTask
@@ -172,15 +172,29 @@ def load_task_file(
             fix=f"{fmt} takes: {', '.join(allowed)}",
         )
     file = Path(path).expanduser()
+    shape = FORMAT_SHAPES[fmt]
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise DatasetError(f"task file not found: {file}") from exc
+        raise DatasetError(f"task file not found: {file}", fix="check the path of --task-file") from exc
+    except IsADirectoryError as exc:
+        raise DatasetError(f"task file {file} is a directory", fix="give the path of one file") from exc
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise DatasetError(
+            f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            fix=f"save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8); {shape}",
+        ) from exc
     except OSError as exc:
-        raise DatasetError(f"cannot read task file {file}: {exc.strerror}") from exc
-    return parser(text, str(file), name=name or file.stem, **options)
+        raise DatasetError(
+            f"cannot read task file {file}: {exc.strerror}", fix="check the path and its permissions"
+        ) from exc
+    try:
+        return parser(text, str(file), name=name or file.stem, **options)
+    except DatasetError as exc:
+        if exc.fix:
+            raise
+        # Every shape problem of a user file gets the format's expected shape as its fix.
+        raise DatasetError(exc.message, fix=f"{shape} (format {fmt})", title=exc.title) from exc
 
 
 def _info(name: str, kind: TaskKind, description: str, origin: str) -> TaskInfo:
