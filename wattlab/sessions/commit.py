@@ -7,19 +7,22 @@ is full, the items stay queued and go with the next commit; the spool has them r
 Recovery: a spool without its `committed` marker whose runner is dead (kill -9, power cut, a full
 disk at the end) is ingested whole: the session's rows are deleted and rebuilt from the spool, so
 ingesting twice is harmless. Runs that started but never ended become `interrupted`, with their
-samples kept.
+samples kept. The marker is written (atomically) only after the transaction committed; a full disk
+or an I/O error at any step is one StoreError, the spool is left whole, and the next command retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
 
 import duckdb
 
+from wattlab.errors import StoreError
 from wattlab.meters.base import _SHORT_NAMES
-from wattlab.sessions.spool import Spool, list_spools
+from wattlab.sessions.spool import Spool, disk_error, list_spools
 from wattlab.sessions.store import Store
 
 _SESSION_TABLES = ("runs", "run_energy", "requests", "quality", "samples", "marks", "domains", "sessions")
@@ -174,6 +177,45 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
         "idle_json": {"idle_w": idle_w},
         "spool_dir": str(spool.dir),
     }
+    try:
+        _write_session_rows(store, spool, session, domains, idle_w, ended, started, interrupted)
+    except OSError as exc:
+        raise disk_error(exc, store.path, "commit to") from exc
+    except duckdb.Error as exc:
+        raise commit_error(exc, store, spool) from exc
+    spool.mark_committed()  # only now: the rows are in the database
+    return {"session_id": session_id, "runs": len(ended), "interrupted": interrupted}
+
+
+def commit_error(exc: duckdb.Error, store: Store, spool: Spool) -> StoreError:
+    """A failed commit (full disk, I/O error) as one message; the spool still has everything."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    retry = "then run any wattlab command (e.g. `wattlab ls`) to retry: the spool keeps everything measured"
+    if "No space left" in text or "Disk quota" in text:
+        return StoreError(
+            f"cannot commit session {spool.session_id} to {store.path}: "
+            f"the disk holding {store.path.parent} is full",
+            fix=f"free space on that disk, {retry}",
+            title="Disk full",
+        )
+    return StoreError(
+        f"cannot commit session {spool.session_id} to {store.path}: {text}",
+        fix=f"check the disk and the file's permissions, {retry}",
+    )
+
+
+def _write_session_rows(
+    store: Store,
+    spool: Spool,
+    session: dict[str, Any],
+    domains: dict[str, dict[str, Any]],
+    idle_w: dict[str, float],
+    ended: dict[str, dict[str, Any]],
+    started: dict[str, dict[str, Any]],
+    interrupted: list[str],
+) -> None:
+    """The whole session in one transaction, rolled back on any error."""
+    session_id = spool.session_id
     with store.writer() as con:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -201,10 +243,10 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
                 _ingest_timeline_file(con, session_id, str(spool.timeline_path))
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            # A failed COMMIT may already have ended the transaction; the original error matters.
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
             raise
-    spool.mark_committed()
-    return {"session_id": session_id, "runs": len(ended), "interrupted": interrupted}
 
 
 def _ingest_timeline_file(con: duckdb.DuckDBPyConnection, session_id: str, path: str) -> None:

@@ -10,11 +10,15 @@
 
 Lines are written and flushed one by one, so a kill -9 loses at most a partly written last line
 (readers skip it). When the disk is full, lines wait in memory and are retried, and the state is
-reported instead of crashing the run.
+reported instead of crashing the run. Small whole files (runner.json, the markers) are written to a
+temporary file, fsynced and renamed into place, so a full disk or a crash never leaves a half-written
+one; a `committed` marker that is empty or unreadable (an older version's crash) does not count.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import socket
@@ -25,11 +29,51 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from wattlab.errors import StoreError
 from wattlab.paths import spool_root
 
 COMMITTED = "committed"
 RUNNER_DONE = "runner-done"
 MAX_PENDING_LINES = 2_000_000  # ~200 MB of lines held while the disk is full, then oldest samples go
+
+
+def disk_error(exc: OSError, path: Path, doing: str = "write") -> StoreError:
+    """An OSError on a spool or marker file as one message naming the file, the disk and the fix."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"cannot {doing} {path}: the disk holding {path.parent} is full ({exc.strerror or exc})",
+            fix="free space on that disk, then run any wattlab command (e.g. `wattlab ls`) to retry: "
+            "the spool keeps everything measured",
+            title="Disk full",
+        )
+    return StoreError(
+        f"cannot {doing} {path}: {exc.strerror or exc}",
+        fix="check that the disk is mounted, writable and has space, then run any wattlab command "
+        "(e.g. `wattlab ls`) to retry: the spool keeps everything measured",
+        title="Spool not writable",
+    )
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` all at once: a temp file, fsync, rename. Raises StoreError."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise disk_error(exc, path) from exc
+    # Make the rename itself durable; the marker is already in place, so a failure here is harmless.
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class SpoolFile:
@@ -39,7 +83,10 @@ class SpoolFile:
         self.path = path
         self._lock = threading.Lock()
         self._pending: deque[str] = deque()
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        try:
+            self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise disk_error(exc, path, "open") from exc
         self.error: str | None = None
         self.dropped = 0
 
@@ -122,18 +169,21 @@ class Spool:
     def create(self, session: dict[str, Any]) -> None:
         """Create the directory with the runner's identity first, so recovery never sees it ownerless."""
         tmp = self.dir.with_name(self.dir.name + ".creating")
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "runner.json").write_text(json.dumps(process_identity()))
-        (tmp / "session.json").write_text(json.dumps(session, default=str, indent=1))
-        if self.dir.exists():  # resuming: keep the old files, take ownership
-            (self.dir / "runner.json").write_text((tmp / "runner.json").read_text())
-            (self.dir / COMMITTED).unlink(missing_ok=True)
-            (self.dir / RUNNER_DONE).unlink(missing_ok=True)
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
-        else:
-            tmp.rename(self.dir)
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            write_atomic(tmp / "runner.json", json.dumps(process_identity()))
+            write_atomic(tmp / "session.json", json.dumps(session, default=str, indent=1))
+            if self.dir.exists():  # resuming: keep the old files, take ownership
+                write_atomic(self.dir / "runner.json", (tmp / "runner.json").read_text())
+                (self.dir / COMMITTED).unlink(missing_ok=True)
+                (self.dir / RUNNER_DONE).unlink(missing_ok=True)
+                for f in tmp.iterdir():
+                    f.unlink()
+                tmp.rmdir()
+            else:
+                tmp.rename(self.dir)
+        except OSError as exc:  # mkdir, rename: the same one message as a failed file write
+            raise disk_error(exc, Path(exc.filename or self.dir), "create") from exc
         self.open()
 
     def open(self) -> None:
@@ -158,6 +208,11 @@ class Spool:
                 return f.error
         return None
 
+    @property
+    def unwritten(self) -> int:
+        """Lines still held in memory because the disk refused them (lost if the process ends)."""
+        return sum(f.pending + f.dropped for f in (self._timeline, self._events) if f is not None)
+
     def flush(self) -> None:
         for f in (self._timeline, self._events):
             if f is not None:
@@ -169,7 +224,9 @@ class Spool:
                 f.close()
 
     def mark_committed(self) -> None:
-        (self.dir / COMMITTED).write_text(str(time.time()))
+        """Say every item is in DuckDB. Call only after the database commit succeeded; raises
+        StoreError (and leaves no marker) when it cannot be written, so recovery simply runs again."""
+        write_atomic(self.dir / COMMITTED, json.dumps({"session_id": self.session_id, "at": time.time()}))
 
     def worker_log(self, n: int) -> Path:
         return self.dir / f"worker-{n}.log"
@@ -177,7 +234,20 @@ class Spool:
     # --- reading (recovery, attach, the console) --------------------------------------------------
     @property
     def committed(self) -> bool:
-        return (self.dir / COMMITTED).exists()
+        """A whole marker only: an empty or torn one (older versions wrote it in place and a full
+        disk could stop them half-way) means the commit is not known to have finished."""
+        try:
+            text = (self.dir / COMMITTED).read_text(encoding="utf-8").strip()
+        except (OSError, ValueError):
+            return False
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return False
+        if isinstance(data, dict):
+            return data.get("session_id") == self.session_id
+        # Older versions wrote the commit time alone.
+        return isinstance(data, int | float) and not isinstance(data, bool) and data > 0
 
     def runner_identity(self) -> dict[str, Any] | None:
         try:
@@ -195,7 +265,7 @@ class Spool:
     def mark_runner_done(self) -> None:
         """Said by a runner that stopped but could not commit everything (a locked database): its
         process may live on (a notebook, the console), so the next command must not wait for it."""
-        (self.dir / RUNNER_DONE).write_text(str(time.time()))
+        write_atomic(self.dir / RUNNER_DONE, str(time.time()))
 
     def session(self) -> dict[str, Any]:
         try:

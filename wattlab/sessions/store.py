@@ -19,7 +19,7 @@ import duckdb
 
 from wattlab.errors import StoreError
 from wattlab.paths import default_db_path
-from wattlab.sessions.schema import migrate
+from wattlab.sessions.schema import SCHEMA_VERSION, current_version, migrate
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 
@@ -81,6 +81,17 @@ class Store:
             with self.writer(timeout_s=timeout_s):
                 pass
         con = self._connect(read_only=True, timeout_s=timeout_s)
+        if not self._migrated:
+            # A database an older wattlab wrote gets its migrations before the first read, so the
+            # queries can rely on today's columns.
+            version = current_version(con)
+            if version < SCHEMA_VERSION:
+                con.close()
+                with self.writer(timeout_s=timeout_s):
+                    pass
+                con = self._connect(read_only=True, timeout_s=timeout_s)
+                version = SCHEMA_VERSION
+            self._migrated = version == SCHEMA_VERSION  # a newer database: the writer refuses it
         try:
             yield con
         finally:
@@ -100,8 +111,13 @@ class Store:
 
 def _translate(exc: duckdb.Error, path: Path) -> StoreError:
     text = str(exc)
-    if "No space left" in text:
-        return StoreError(f"the disk holding {path} is full", fix="free space; the spool keeps the data")
+    if "No space left" in text or "Disk quota" in text:
+        return StoreError(
+            f"the disk holding {path} is full",
+            fix="free space on that disk, then run any wattlab command (e.g. `wattlab ls`) to retry: "
+            "the spool keeps everything measured",
+            title="Disk full",
+        )
     if "not a valid DuckDB database" in text or "Invalid Input" in text or "corrupt" in text.lower():
         return StoreError(
             f"{path} is not a wattlab DuckDB database ({text.splitlines()[0]})",
