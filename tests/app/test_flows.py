@@ -43,7 +43,8 @@ async def test_history_filters_by_text_and_menus(small_db: Path) -> None:
         app.screen.query_one("#filter-status", Select).value = "failed"
         await settle(pilot, 0.5)
         assert runs.row_count >= 1
-        assert all("failed" in str(runs.get_row_at(i)[13]) for i in range(runs.row_count))
+        # By key: narrow screens leave some columns out.
+        assert all("failed" in str(cell) for cell in runs.get_column("status"))
 
 
 @pilot_test

@@ -137,3 +137,30 @@ def error_text(error: Any, default: str = "failed", fix_sep: str = " — fix: ")
         return f"[red]{default}[/]"
     fix = getattr(error, "fix", None)
     return f"[red]{esc(error.message)}[/]" + (f"{fix_sep}{esc(fix)}" if fix else "")
+
+
+def cell_width(text: str) -> int:
+    """The cells a table cell takes on screen: its markup (`[red]`, `\\[`) takes none."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    return Text.from_markup(text).cell_len if "[" in text else cell_len(text)
+
+
+def fit_table(
+    columns: list[tuple[str, str]],
+    rows: list[list[str]],
+    drop_order: tuple[str, ...],
+    available: int,
+) -> list[int]:
+    """Indexes of the (key, header) `columns` a DataTable shows in `available` cells: columns in
+    `drop_order` are left out, first named first, until the rest fit (see wattlab.columns)."""
+    from wattlab.columns import fit_columns
+
+    widths = {
+        key: max([cell_width(header)] + [cell_width(row[i]) for row in rows])
+        for i, (key, header) in enumerate(columns)
+    }
+    # A DataTable pads each cell by one on both sides and may need a vertical scrollbar (2 cells).
+    keep = set(fit_columns(widths, drop_order, available, per_column=2, frame=2))
+    return [i for i, (key, _) in enumerate(columns) if key in keep]

@@ -29,8 +29,27 @@ def run_line(r: dict[str, Any]) -> str:
         f"[green]finished[/] {fmt(r.get('throughput_tok_s'), 'tok/s')}, "
         f"E2E p50 {fmt(r.get('e2e_p50_s'), 's')}, "
         f"{fmt(r.get('energy_j'), 'J')} ({method}), {fmt(r.get('j_per_token'), 'J/token')}"
-        + (f", {r['quality_metric']} {fmt(r.get('quality'))}" if r.get("quality_metric") else "")
+        + (f", {esc(str(r['quality_metric']))} {fmt(r.get('quality'))}" if r.get("quality_metric") else "")
+        + _net_note(r)
+        + overlap_note(r)
     )
+
+
+def overlap_note(r: dict[str, Any]) -> str:
+    """A run that shared its devices with other work (sessions/locks.py): its energy includes it."""
+    if not r.get("overlap"):
+        return ""
+    return f"\n    [yellow]overlap: {esc(r['overlap'])}[/] (its energy includes that work)"
+
+
+def _net_note(r: dict[str, Any]) -> str:
+    """The net energy, when it needs a warning: below idle, or from a baseline taken on a busy box."""
+    net = r.get("energy_net_j")
+    busy = "baseline-not-idle" in str(r.get("flags") or "").split(",")
+    if net is None or not (busy or net < 0):
+        return ""
+    notes = (["below idle"] if net < 0 else []) + (["baseline-not-idle"] if busy else [])
+    return f", net {fmt(net, 'J')} [yellow]({', '.join(notes)})[/]"
 
 
 def describe_event(ev: dict[str, Any]) -> str | None:
@@ -47,7 +66,24 @@ def describe_event(ev: dict[str, Any]) -> str | None:
         return text
     if kind == "idle":
         idle = ", ".join(f"{d} {w:.1f} W" for d, w in ev.get("idle_w", {}).items())
-        return f"idle baseline over {ev.get('seconds')} s: {idle or 'not measured'}"
+        text = f"idle baseline over {ev.get('seconds')} s: {idle or 'not measured'}"
+        for d, why in (ev.get("not_idle") or {}).items():
+            text += (
+                f"\n  [yellow]{esc(d)} was not idle ({esc(why)}): its net figures are flagged "
+                "baseline-not-idle[/] [dim](stop other work on this box, or --idle-s 0 for gross only)[/]"
+            )
+        return text
+    if kind == "queued":
+        return (
+            f"[yellow]queued[/] for {', '.join(ev.get('devices') or [])} behind: "
+            + "; ".join(esc(r) for r in ev.get("reasons") or [])
+            + " [dim](starts when they are done; Ctrl-C leaves the queue)[/]"
+        )
+    if kind == "devices_locked":
+        waited = ev.get("queued_s") or 0
+        return f"devices {', '.join(ev.get('devices') or [])} are this session's" + (
+            f" (queued {waited:g} s)" if waited else ""
+        )
     if kind == "run_start":
         return f"[bold]run {ev['seq']}/{ev['total']}[/] {esc(ev['label'])}"
     if kind == "run_end":

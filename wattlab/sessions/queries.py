@@ -6,7 +6,10 @@ keep committing while the console or a script reads.
 
 from __future__ import annotations
 
+import bisect
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ RUN_SUMMARY_COLUMNS = [
     "duration_s",
     "started_at",
     "error",
+    "overlap",  # why the run's energy includes other work, NULL when it ran alone
 ]
 
 # What a figure means and how `show`/the console label it: (column, label, unit, method column).
@@ -92,6 +96,7 @@ def list_sessions(store: Store, limit: int = 50) -> list[dict[str, Any]]:
                count(r.run_id) FILTER (WHERE r.status = 'finished') AS runs_finished,
                count(r.run_id) FILTER (WHERE r.status = 'failed') AS runs_failed,
                count(r.run_id) FILTER (WHERE r.status = 'interrupted') AS runs_interrupted,
+               count(r.run_id) FILTER (WHERE r.overlap IS NOT NULL) AS runs_overlapped,
                sum(r.energy_j) AS energy_j
         FROM sessions s LEFT JOIN runs r USING (session_id)
         GROUP BY ALL ORDER BY s.created_at DESC LIMIT ?
@@ -119,19 +124,75 @@ def list_runs(
     return store.query_dicts(sql, params)
 
 
-def resolve_id(store: Store, table: str, column: str, prefix: str) -> str:
-    """A full id from a unique prefix (users type the start of a run or session id)."""
-    rows = store.query(f"SELECT {column} FROM {table} WHERE starts_with({column}, ?) LIMIT 3", [prefix])[1]
-    if not rows:
+def resolve_id(store: Store, table: str, column: str, text: str) -> str:
+    """A full id from itself or a unique abbreviation: its start, or its end (what `ls` shows, see
+    `short_ids`). An abbreviation matching several ids is refused, listing them."""
+    noun = table[:-1]
+    text = text.strip()
+    if not text:
+        raise ConfigError(f"no {noun} id given", fix=f"`wattlab ls` lists the {table} and their ids")
+    rows = store.query(
+        f"SELECT {column} FROM {table} WHERE {column} = ? OR starts_with({column}, ?) "
+        f"OR ends_with({column}, ?) ORDER BY {column} LIMIT {_CANDIDATES + 1}",
+        [text, text, text],
+    )[1]
+    ids = [r[0] for r in rows]
+    if text in ids:
+        return text
+    if not ids:
         raise ConfigError(
-            f"no {table[:-1]} with an id starting {prefix!r}", fix=f"`wattlab ls` lists the {table}"
+            f"no {noun} with an id starting {text!r} (or ending with it)",
+            fix=f"`wattlab ls` lists the {table}"
+            + (", `wattlab ls SESSION` its runs" if noun == "run" else ""),
         )
-    if len(rows) > 1 and not any(r[0] == prefix for r in rows):
+    if len(ids) > 1:
+        listed = ", ".join(ids[:_CANDIDATES]) + (", …" if len(ids) > _CANDIDATES else "")
         raise ConfigError(
-            f"{prefix!r} matches several {table}: {', '.join(r[0] for r in rows)}",
-            fix="type more of the id",
+            f"{text!r} matches several {table}: {listed}",
+            fix="type more of the id (its start or its end), or copy one of those",
+            title="Ambiguous id",
         )
-    return prefix if any(r[0] == prefix for r in rows) else rows[0][0]
+    return ids[0]
+
+
+_CANDIDATES = 8  # ambiguous ids listed in the message
+# Ids wattlab makes: session `YYMMDD-HHMMSS-xxxx` (xxxx random hex), run `SESSION-NNN[.attempt]`.
+_OWN_ID = re.compile(r"^\d{6}-\d{6}-[0-9a-f]{4}(?P<run>-\d{3}(?:\.\d+)?)?$")
+
+
+def short_ids(ids: Iterable[str], universe: Iterable[str] = ()) -> dict[str, str]:
+    """Each id's shortest abbreviation that `resolve_id` maps back to it alone among `ids` and
+    `universe` (git-style, but taken from the end: runs of one session share their start).
+
+    Abbreviations grow by whole `-` segments. Wattlab's own ids keep at least their random part
+    (`a3f9`, `a3f9-002` for a run), so an abbreviation stays valid as the database grows."""
+    ids = list(ids)
+    forward = sorted(set(universe) | set(ids))
+    backward = sorted(o[::-1] for o in forward)  # ids ending with x <=> reversed ids starting with x reversed
+
+    def matches_another(sorted_ids: list[str], candidate: str, owner: str) -> bool:
+        i = bisect.bisect_left(sorted_ids, candidate)  # every match sits in one block from here
+        return any(o != owner and o.startswith(candidate) for o in sorted_ids[i : i + 2])
+
+    out: dict[str, str] = {}
+    for rid in ids:
+        parts = rid.split("-")
+        own = _OWN_ID.match(rid)
+        floor = 2 if own and own.group("run") else 1
+        out[rid] = rid
+        for k in range(floor, len(parts)):
+            candidate = "-".join(parts[-k:])
+            if not matches_another(backward, candidate[::-1], rid[::-1]) and not matches_another(
+                forward, candidate, rid
+            ):
+                out[rid] = candidate
+                break
+    return out
+
+
+def all_ids(store: Store, table: str, column: str) -> list[str]:
+    """Every id of a table: the universe `short_ids` keeps abbreviations unique in."""
+    return [r[0] for r in store.query(f"SELECT {column} FROM {table}")[1]]
 
 
 def latest_session(store: Store) -> str | None:
@@ -193,39 +254,84 @@ def compare_runs(store: Store, run_ids: list[str], columns: list[str] | None = N
             for v in values
         ]
         table.append({"figure": col, "values": values, "delta_pct": deltas})
-    return {
-        "runs": [
-            {k: r.get(k) for k in ("run_id", "engine", "model", "quant", "batch_size", "mode")} for r in runs
-        ],
-        "rows": table,
-    }
+    return {"runs": [{k: r.get(k) for k in ("run_id", *_SETTINGS)} for r in runs], "rows": table}
 
 
-def run_sql(store: Store, sql: str) -> tuple[list[str], list[tuple]]:
-    """Any read-only query over the database; DuckDB's message on error."""
-    import duckdb
+# The settings that tell compared runs apart, and how a header writes each.
+_SETTINGS = {
+    "engine": "{}",
+    "model": "{}",
+    "quant": "{}",
+    "batch_size": "bs{}",
+    "mode": "{}",
+    "task": "{}",
+    "input_tokens": "in{}",
+    "output_tokens": "out{}",
+}
 
+
+def varying_labels(runs: list[dict[str, Any]]) -> list[str]:
+    """For each run, the settings whose values differ across `runs` (`vllm bs8`), so headers of
+    runs side by side never read the same; empty when they differ in nothing (repeats)."""
+    varying = [k for k in _SETTINGS if len({str(r.get(k)) for r in runs}) > 1]
+    return [
+        " ".join(_SETTINGS[k].format(r.get(k)) if r.get(k) is not None else "—" for k in varying)
+        for r in runs
+    ]
+
+
+EXPORT_FORMATS = ("csv", "parquet", "json")
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
+
+
+def _is_duckdb_file(path: Path) -> bool:
     try:
-        return store.query(sql)
-    except duckdb.Error as exc:
-        raise StoreError(
-            str(exc).splitlines()[0],
-            fix="check the SQL; tables: sessions, runs, run_energy, requests, quality, samples, marks, "
-            "domains",
-            title="SQL error",
-        ) from exc
+        with path.open("rb") as fh:
+            return fh.read(12)[8:12] == _DUCKDB_MAGIC
+    except OSError:
+        return False
+
+
+def export_path(out: Path, store: Store) -> Path:
+    """The absolute file `export` may write, or a ConfigError naming what is wrong with `out`.
+
+    A folder, a missing parent folder, and anything that is (or is named like) a DuckDB database are
+    refused: an export must never replace measurements.
+    """
+    path = out.expanduser().resolve()
+    if path.is_dir():
+        raise ConfigError(
+            f"--out {out} is a folder, not a file",
+            fix=f"give a file path, e.g. --out {path / 'wattlab-runs.csv'}",
+        )
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"the folder {path.parent} does not exist",
+            fix=f"create it first (mkdir -p {path.parent}) or choose another --out",
+        )
+    if path.suffix.lower() in (".duckdb", ".db", ".wal") or _is_duckdb_file(path):
+        raise ConfigError(
+            f"refusing to write the export over {path}: that is a DuckDB database file",
+            fix="choose a .csv, .parquet or .json file name with --out",
+        )
+    if path == store.path.expanduser().resolve():
+        raise ConfigError(f"{path} is the wattlab database itself", fix="choose another --out")
+    return path
 
 
 def export(store: Store, fmt: str, out: Path, table: str = "runs", session_id: str | None = None) -> Path:
-    """Write a table (default runs) as csv, parquet or json via DuckDB's COPY."""
-    if fmt not in ("csv", "parquet", "json"):
+    """Write a table (default runs) as csv, parquet or json via DuckDB's COPY; returns the absolute
+    path written. Bad input (format, table, path, unknown session) is refused before anything is written."""
+    if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}", fix="use csv, parquet or json")
     if table not in ("runs", "sessions", "run_energy", "requests", "quality", "samples", "marks", "domains"):
         raise ConfigError(
             f"unknown table {table!r}",
             fix="runs, sessions, run_energy, requests, quality, samples, marks, domains",
         )
-    out = out.expanduser()
+    out = export_path(out, store)
+    if session_id and not store.query("SELECT 1 FROM sessions WHERE session_id = ?", [session_id])[1]:
+        raise ConfigError(f"no session {session_id!r} in {store.path}", fix="`wattlab ls` lists the sessions")
     where = " WHERE session_id = ?" if session_id else ""
     options = {
         "csv": "(FORMAT csv, HEADER)",
@@ -234,11 +340,19 @@ def export(store: Store, fmt: str, out: Path, table: str = "runs", session_id: s
     }[fmt]
     # COPY cannot take parameters in its inner query: filter via a temporary view with a literal.
     literal = "'" + session_id.replace("'", "''") + "'" if session_id else ""
+    import duckdb
+
     with store.reader() as con:
-        con.execute(
-            f"COPY (SELECT * FROM {table}{where.replace('?', literal)}) "
-            f"TO '{str(out).replace(chr(39), chr(39) * 2)}' {options}"
-        )
+        try:
+            con.execute(
+                f"COPY (SELECT * FROM {table}{where.replace('?', literal)}) "
+                f"TO '{str(out).replace(chr(39), chr(39) * 2)}' {options}"
+            )
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"cannot write {out}: {str(exc).splitlines()[0]}",
+                fix="check the folder's permissions and free space, or choose another --out",
+            ) from exc
     return out
 
 

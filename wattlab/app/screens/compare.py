@@ -18,6 +18,7 @@ from wattlab.app import fmt
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
+from wattlab.sessions.queries import short_ids, varying_labels
 
 HIGHER_IS_BETTER = {
     "throughput_tok_s",
@@ -157,11 +158,12 @@ class CompareScreen(LabScreen):
         head.update("\n".join(legend) + "\n[dim]% change against A; green better, red worse[/]")
         table.clear(columns=True)
         table.add_column("figure", key="figure")
-        for i, r in enumerate(runs):
-            table.add_column(
-                f"{LETTERS[i % 26]} {r.get('engine')} {r.get('quant') or ''} bs{r.get('batch_size')}",
-                key=r["run_id"],
-            )
+        # Headers tell runs apart: the letter, the shortest unique id, the settings that differ
+        # (shortened: the legend above has them whole, and a header must not widen its column).
+        short = short_ids(self._run_ids)
+        for i, (r, label) in enumerate(zip(runs, varying_labels(runs), strict=True)):
+            header = f"{LETTERS[i % 26]} {short[r['run_id']]} {fmt.short_model(label, 16) if label else ''}"
+            table.add_column(fmt.esc(header.strip()), key=r["run_id"])
         for cells in compare_cells(message.result):
             table.add_row(*cells)
 

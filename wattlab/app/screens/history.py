@@ -21,6 +21,7 @@ from wattlab.app.data import SORTABLE, RunFilter
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
+from wattlab.sessions.queries import short_ids
 
 ALL = "__all__"
 # (column key, header) of the runs table; keys in SORTABLE can be sorted on.
@@ -41,10 +42,28 @@ RUN_COLUMNS = (
     ("status", "status"),
     ("started_at", "started"),
 )
+# Runs-table columns left out first when the screen is narrow: energy figures last, run never.
+RUN_DROP_ORDER = (
+    "started_at",
+    "mode",
+    "tokens",
+    "quality",
+    "e2e_p50_s",
+    "throughput_tok_s",
+    "model",
+    "quant",
+    "batch_size",
+    "status",
+    "engine",
+    "energy_j",
+    "j_per_token",
+)
 
 
-def run_cells(r: dict[str, Any], marked: bool) -> list[str]:
+def run_cells(r: dict[str, Any], marked: bool, short_id: str | None = None) -> list[str]:
+    """The cells of RUN_COLUMNS; `short_id`: the run's abbreviated id (wattlab show takes it)."""
     estimated = r.get("energy_method") == "estimated"
+    overlapped = "[yellow]![/]" if r.get("overlap") else ""  # other work shared its devices (see detail)
     status = r.get("status") or ""
     quality = (
         f"{fmt.num(r.get('quality'), 3)} {r.get('quality_metric') or ''}".strip()
@@ -53,7 +72,7 @@ def run_cells(r: dict[str, Any], marked: bool) -> list[str]:
     )
     return [
         "✓" if marked else "",
-        str(r["run_id"]),
+        short_id or str(r["run_id"]),
         fmt.esc(r.get("engine") or ""),
         fmt.esc(fmt.short_model(r.get("model"), 20)),
         fmt.esc(r.get("quant") or fmt.DASH),
@@ -63,7 +82,7 @@ def run_cells(r: dict[str, Any], marked: bool) -> list[str]:
         fmt.num(r.get("throughput_tok_s"), 3),
         fmt.num(r.get("j_per_token"), 3) + ("*" if estimated else ""),
         fmt.seconds(r.get("e2e_p50_s")),
-        fmt.energy(r.get("energy_j")) + ("*" if estimated else ""),
+        fmt.energy(r.get("energy_j")) + ("*" if estimated else "") + overlapped,
         quality,
         status if status == "finished" else f"[red]{status}[/]",
         fmt.timestamp(r.get("started_at")),
@@ -92,6 +111,8 @@ class HistoryScreen(LabScreen):
         self._seen_version = -1
         self._menus: tuple[tuple[str, ...], ...] = ()
         self._runs: list[dict[str, Any]] = []
+        self._cells: list[list[str]] = []  # every RUN_COLUMNS cell of each run, shown or not
+        self._shown: list[int] = list(range(len(RUN_COLUMNS)))  # indexes of the columns shown
 
     def compose(self) -> ComposeResult:
         yield NavBar("history")
@@ -112,7 +133,7 @@ class HistoryScreen(LabScreen):
 
     def on_mount(self) -> None:
         sessions = self.query_one("#sessions", DataTable)
-        sessions.add_columns("session", "name", "status", "runs", "failed", "energy", "created")
+        sessions.add_columns("session", "name", "runs", "energy", "failed", "status", "created")
         runs = self.query_one("#runs", DataTable)
         for key, label in RUN_COLUMNS:
             runs.add_column(label, key=key)
@@ -156,10 +177,9 @@ class HistoryScreen(LabScreen):
         self._fill_sessions(result["sessions"])
         self._runs = result["runs"]
         marked = set(self.lab.marked)
-        table = self.query_one("#runs", DataTable)
-        table.clear()
-        for r in self._runs:
-            table.add_row(*run_cells(r, r["run_id"] in marked), key=r["run_id"])
+        short = short_ids([r["run_id"] for r in self._runs])
+        self._cells = [run_cells(r, r["run_id"] in marked, short[r["run_id"]]) for r in self._runs]
+        self._fill_runs(refit=True)
         shown, total = len(self._runs), result["total"]
         arrow = "↓" if self.flt.descending else "↑"
         sort_label = dict(RUN_COLUMNS).get(self.flt.order, self.flt.order)
@@ -168,8 +188,37 @@ class HistoryScreen(LabScreen):
             + (" (first shown: narrow the filter)" if shown < total else "")
             + f" · sorted by {sort_label} {arrow} · {len(marked)} marked · "
             "[dim]space mark · c compare · enter detail · enter on a session: its runs · "
-            "* estimated energy[/]"
+            "* estimated energy"
+            + (" · ! overlapped other work" if any(r.get("overlap") for r in self._runs) else "")
+            + "[/]"
         )
+
+    def _fill_runs(self, refit: bool = False) -> None:
+        """Fill the runs table with the columns that fit its width (ids never cut, energy kept)."""
+        table = self.query_one("#runs", DataTable)
+        width = table.size.width or self.app.size.width
+        shown = fmt.fit_table(list(RUN_COLUMNS), self._cells, RUN_DROP_ORDER, width)
+        if shown == self._shown and not refit:
+            return
+        cursor = table.cursor_coordinate
+        if shown != self._shown:
+            self._shown = shown
+            table.clear(columns=True)
+            for i in shown:
+                key, label = RUN_COLUMNS[i]
+                table.add_column(label, key=key)
+        else:
+            table.clear()
+        marked = set(self.lab.marked)  # marks change after the cells were made; column 0 is never dropped
+        for r, cells in zip(self._runs, self._cells, strict=True):
+            mark = "✓" if r["run_id"] in marked else ""
+            table.add_row(mark, *(cells[i] for i in shown[1:]), key=r["run_id"])
+        if table.row_count and not refit:  # a resize keeps the row the user was on
+            table.move_cursor(row=min(cursor.row, table.row_count - 1), animate=False)
+
+    def on_resize(self) -> None:
+        if self._cells:
+            self.call_after_refresh(self._fill_runs)  # after layout: the table's new width
 
     def _fill_menus(self, result: dict[str, Any]) -> None:
         menus = (tuple(result["engines"]), tuple(result["models"]), tuple(result["statuses"]))
@@ -191,16 +240,16 @@ class HistoryScreen(LabScreen):
         table = self.query_one("#sessions", DataTable)
         table.clear()
         total_runs = sum(int(s.get("finished") or 0) + int(s.get("failed") or 0) for s in sessions)
-        table.add_row("all sessions", "", "", fmt.num(total_runs), "", "", "", key=ALL)
+        table.add_row("all sessions", "", fmt.num(total_runs), "", "", "", "", key=ALL)
         for s in sessions:
             failed = int(s.get("failed") or 0)
-            table.add_row(
+            table.add_row(  # energy early: it stays on screen at 80 columns
                 s["session_id"],
                 fmt.esc(fmt.short_model(s.get("name"), 28)),
-                s.get("status") or "",
                 f"{fmt.num(s.get('finished') or 0)}/{fmt.num(s.get('runs_planned'))}",
-                f"[red]{failed}[/]" if failed else "0",
                 fmt.energy(s.get("energy_j")),
+                f"[red]{failed}[/]" if failed else "0",
+                fmt.esc(s.get("status") or ""),
                 fmt.timestamp(s.get("created_at")),
                 key=s["session_id"],
             )

@@ -22,6 +22,7 @@ from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.app.widgets.scatter import ScatterData, ScatterPlot, ScatterPoint, group_colors, group_markers
 from wattlab.errors import WattlabError
+from wattlab.sessions.queries import short_ids
 
 ALL = "__all__"
 ENGINE_ORDER = ("llamacpp", "transformers", "vllm", "openai")
@@ -183,16 +184,18 @@ class ParetoScreen(LabScreen):
         )
         table = self.query_one("#pareto-front", DataTable)
         table.clear(columns=True)
-        table.add_columns("run", "engine", "model", "variant", "bs", ox.label, oy.label)
+        # The two objectives come right after the run, so a narrow list never scrolls them away.
+        table.add_columns("run", ox.label, oy.label, "engine", "model", "variant", "bs")
+        short = short_ids([r["run_id"] for r in result["front"]])
         for r in result["front"]:
             table.add_row(
-                r["run_id"],
-                r["engine"],
-                fmt.short_model(r.get("model"), 18),
-                r.get("quant") or fmt.DASH,
-                fmt.num(r.get("batch_size")),
+                short[r["run_id"]],
                 fmt.num(r["x"], 4),
                 fmt.num(r["y"], 4),
+                fmt.esc(r["engine"]),
+                fmt.esc(fmt.short_model(r.get("model"), 18)),
+                fmt.esc(r.get("quant") or fmt.DASH),
+                fmt.num(r.get("batch_size")),
                 key=r["run_id"],
             )
 

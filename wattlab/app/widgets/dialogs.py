@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.markup import escape as esc  # session names are user text, not markup
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -98,7 +99,9 @@ class AttachScreen(ModalScreen[str | None]):
             if not self.entries:
                 yield Static("No session spools in the data dir yet. Launch a sweep first (2).")
             options = [
-                Option(f"{'● live ' if e.alive else '  ended'}  {e.session_id}  {e.label}", id=e.session_id)
+                Option(
+                    f"{'● live ' if e.alive else '  ended'}  {e.session_id}  {esc(e.label)}", id=e.session_id
+                )
                 for e in self.entries
             ]
             yield OptionList(*options, id="attach-list")
