@@ -7,11 +7,12 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,7 +22,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from wattlab.columns import fit_columns
 from wattlab.sessions.events import describe_event, fmt
 from wattlab.sessions.queries import FIGURES, to_jsonable
 
@@ -33,36 +36,92 @@ def _store(args: argparse.Namespace) -> Any:
     from wattlab.sessions.commit import recover
     from wattlab.sessions.store import Store
 
+    from wattlab.errors import StoreError
+
     store = Store(getattr(args, "db", None))
-    recover(store)  # sessions whose runner died are ingested before anything is shown
+    try:
+        recover(store)  # sessions whose runner died are ingested before anything is shown
+    except StoreError as exc:
+        # A full disk or a locked database must not hide what is already stored: say why the
+        # newest sessions may be missing, then show the rest (the next command retries recovery).
+        err_console.print(Text(f"warning: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else "")))
     return store
 
 
 # --- live output ---------------------------------------------------------------------------------
-def event_printer() -> Callable[[dict[str, Any]], None]:
-    def echo(ev: dict[str, Any]) -> None:
-        text = describe_event(ev)
-        if text:
-            err_console.print(text)
+def session_summary(status: str, total: int, failed: int) -> str:
+    """A session's end in words: "finished with 2 of 7 runs failed", "finished: 7 of 7 runs"."""
+    if failed:
+        return f"{status} with {failed} of {total} run{'s' if total != 1 else ''} failed"
+    return f"{status}: {total} of {total} run{'s' if total != 1 else ''}" + (
+        " finished" if status == "finished" else ""
+    )
 
-    return echo
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# The engine's windows (worker marks) under the names the user sees.
+PHASES = {"load": "load", "warmup": "warmup", "run": "measure", "logprobs": "measure"}
+
+
+def _spec_of(row: dict[str, Any] | None) -> Any:
+    from wattlab.errors import WattlabError
+    from wattlab.sessions.spec import make_spec
+
+    try:
+        return make_spec(dict((row or {}).get("spec_json") or {}))
+    except (WattlabError, TypeError):
+        return None
+
+
+def expected_tokens(spec: Any, window: str) -> tuple[int | None, bool]:
+    """(output tokens a window will generate, exact?) for a run's spec; None when the prompts decide
+    (tasks and prompt files stop at EOS)."""
+    if spec is None or window not in ("warmup", "run"):
+        return None, False
+    if window == "warmup":
+        n, cap = spec.warmup_shape()
+        n, per = min(n, spec.n_requests), cap
+    else:
+        n, per = spec.n_requests, spec.output_tokens_or_default
+    synthetic = spec.workload == "synthetic" and not (spec.task or spec.task_file)
+    if not synthetic:
+        return None, False
+    return n * per, bool(spec.exact_output)
 
 
 class SweepProgress:
-    """A rich progress bar with ETA for a sweep, fed with runner events (live or from a spool)."""
+    """Progress of a sweep or a run, fed with runner events (live, or replayed from a spool).
 
-    def __init__(self, total: int) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[tokens]}"),
-            console=err_console,
-        )
-        self.task = self.progress.add_task("sweep", total=total, tokens="")
+    Shows the sweep's bar with its ETA and the current run's phase (baseline, load, warmup, measure)
+    with tokens, tokens/s and the phase's ETA. On a terminal it redraws in place; in a log or a pipe
+    it prints each phase as it starts and a token line every LINE_PERIOD_S. All of it on stderr.
+    single: one `wattlab run` (no run count). quiet: shows nothing.
+    """
+
+    LINE_PERIOD_S = 10.0
+
+    def __init__(self, total: int, *, single: bool = False, quiet: bool = False) -> None:
+        self.single, self.quiet = single, quiet
+        columns: list[Any] = [TextColumn("{task.description}")]
+        if not single:
+            columns += [BarColumn(), MofNCompleteColumn()]
+        columns += [TimeElapsedColumn()]
+        if not single:
+            columns += [TimeRemainingColumn()]
+        columns += [TextColumn("{task.fields[tokens]}")]
+        self.progress = Progress(*columns, console=err_console, disable=quiet)
+        self.task = self.progress.add_task("starting" if single else "sweep", total=total, tokens="")
+        self.total = total
         self.ended: str | None = None
+        self.status_by_seq: dict[int, str] = {}  # each run's latest status (a resumed run retries)
+        self._run = ""
+        self._spec: Any = None
+        self._window: str | None = None
+        self._last_line = 0.0
 
     def __enter__(self) -> SweepProgress:
         self.progress.start()
@@ -71,21 +130,83 @@ class SweepProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    @property
+    def failed(self) -> int:
+        return sum(1 for status in self.status_by_seq.values() if status != "finished")
+
+    def _print(self, text: str | None) -> None:
+        if text and not self.quiet:
+            self.progress.console.print(text)
+
+    def _phase(self, name: str, detail: str = "") -> None:
+        where = f"{self._run} " if self._run and not self.single else ""
+        self.progress.update(self.task, description=f"{where}{name}", tokens=detail)
+
     def on_event(self, ev: dict[str, Any]) -> None:
         kind = ev.get("ev")
+        text = describe_event(ev)
         if kind == "session_start":
-            self.progress.update(self.task, total=ev["session"].get("runs_planned"))
-        elif kind == "progress":
-            self.progress.update(self.task, tokens=f"{ev['tokens']} tokens")
-        elif kind in ("run_end", "run_skipped"):
-            self.progress.advance(self.task)
+            session = ev["session"]
+            self.total = int(session.get("runs_planned") or self.total)
+            self.progress.update(self.task, total=self.total)
+            idle = ((session.get("spec_json") or {}).get("session") or {}).get("idle_s")
+            if idle:
+                self._phase("baseline", f"idle power for {idle:g} s")
+                text = f"{text}\n  baseline: measuring idle power for {idle:g} s"
         elif kind == "run_start":
-            self.progress.update(self.task, description=f"run {ev['seq']}/{ev['total']}", tokens="")
+            self._run = f"run {ev['seq']}/{ev['total']}"
+            self._spec, self._window = _spec_of(ev.get("row")), None
+            self._phase("load", "loading the engine")
+        elif kind == "run_loaded":
+            reused = "engine reused" if ev.get("reused") else "engine loaded"
+            self._phase("prepare", f"{reused}; building the requests")
+        elif kind == "progress":
+            text = self._on_tokens(ev)
+        elif kind in ("run_end", "run_skipped"):
+            result = ev.get("result") or {}
+            seq = result.get("seq", ev.get("seq"))
+            if seq is not None:
+                status = "finished" if kind == "run_skipped" else str(result.get("status"))
+                self.status_by_seq[int(seq)] = status
+            self.progress.advance(self.task)
+            self._phase("done" if self.single else "between runs")
         elif kind == "session_end":
             self.ended = ev["status"]
-        text = describe_event(ev)
-        if text:
-            self.progress.console.print(text)
+            text = "session " + session_summary(ev["status"], self.total, self.failed)
+            self._run = ""
+            self._phase(ev["status"])
+        self._print(text)
+
+    def _on_tokens(self, ev: dict[str, Any]) -> str | None:
+        """Update the phase's tokens and ETA; returns a line to print, if one is due."""
+        window = str(ev.get("window") or "run")
+        tokens = int(ev.get("tokens") or 0)
+        phase = PHASES.get(window, window)
+        expected, exact = expected_tokens(self._spec, window)
+        line = None
+        if window != self._window:
+            self._window = window
+            self._last_line = time.monotonic()
+            if expected:
+                line = f"  {phase}: {'' if exact else 'up to '}{expected} output tokens"
+            else:
+                line = f"  {phase}"
+        elapsed = (int(ev["t"]) - int(ev["window_t0"])) / 1e9 if ev.get("t") and ev.get("window_t0") else 0.0
+        rate = tokens / elapsed if elapsed > 0 else None
+        parts = [f"{tokens}/{expected} tokens" if expected else f"{tokens} tokens"]
+        if rate:
+            parts.append(f"{rate:.3g} tok/s")
+            if expected and tokens < expected:
+                parts.append(f"ETA {_duration((expected - tokens) / rate)}" + ("" if exact else " at most"))
+        detail = ", ".join(parts)
+        self._phase(phase, detail)
+        if line is None and not self.progress.console.is_terminal:
+            # No bar redraws in a log or a pipe: say how far it got every LINE_PERIOD_S.
+            now = time.monotonic()
+            if now - self._last_line >= self.LINE_PERIOD_S:
+                self._last_line = now
+                line = f"  {phase}: {detail}"
+        return line
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -116,7 +237,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
             if progress.ended or (not spool.runner_alive() and not complete):
                 break
             time.sleep(0.5)
-    return 0 if progress.ended == "finished" else 1
+    # As the README says: 1 when the session did not finish or any of its runs failed.
+    return 0 if progress.ended == "finished" and not progress.failed else 1
 
 
 def read_jsonl_bytes(data: bytes) -> list[dict[str, Any]]:
@@ -129,12 +251,43 @@ def read_jsonl_bytes(data: bytes) -> list[dict[str, Any]]:
     return out
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> Table:
+# Short headers for the wide column names, so more columns fit a terminal.
+HEADERS = {
+    "run_id": "run",
+    "session_id": "session",
+    "batch_size": "bs",
+    "throughput_tok_s": "tok/s",
+    "e2e_p50_s": "E2E p50 s",
+    "energy_j": "energy J",
+    "energy_method": "method",
+    "j_per_token": "J/token",
+    "runs_planned": "planned",
+    "runs_finished": "finished",
+    "runs_failed": "failed",
+    "created_at": "created",
+}
+
+
+def _table(
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    title: str | None = None,
+    ids: tuple[str, ...] = (),
+    drop_order: tuple[str, ...] = (),
+) -> Table:
+    """Cells as plain text (data never read as markup). Id columns are never cut; when the terminal
+    is too narrow, columns in `drop_order` are left out, first named first (energy last)."""
+    cells = [{c: fmt(r.get(c)) for c in columns} for r in rows]
+    widths = {c: max([cell_len(HEADERS.get(c, c))] + [cell_len(row[c]) for row in cells]) for c in columns}
+    shown = fit_columns(widths, drop_order, console.width)
     t = Table(title=title, show_lines=False)
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*(fmt(r.get(c)) for c in columns))
+    for c in shown:
+        t.add_column(HEADERS.get(c, c), no_wrap=c in ids, min_width=widths[c] if c in ids else None)
+    for row in cells:
+        t.add_row(*(Text(row[c]) for c in shown))
+    if len(shown) < len(columns):
+        hidden = ", ".join(c for c in columns if c not in shown)
+        t.caption = f"not shown at {console.width} columns: {hidden} (--json has all)"
     return t
 
 
@@ -160,6 +313,17 @@ def cmd_ls(args: argparse.Namespace) -> int:
             "j_per_token",
             "quality",
         ]
+        if args.json:
+            print(json.dumps(to_jsonable(rows), default=str))
+            return 0
+        # The session's runs share its id: show each run's shortest unique end, which `show` takes.
+        short = queries.short_ids([r["run_id"] for r in rows], queries.all_ids(store, "runs", "run_id"))
+        title = f"session {sid}: its runs (`wattlab show ID` takes these ids)"
+        drop: tuple[str, ...] = RUN_DROP_ORDER
+        rows = [{**r, "run_id": short[r["run_id"]]} for r in rows]
+        # "!": the run's energy includes other work on its devices (sessions/locks.py); say whose.
+        notes = [f"! {r['run_id']} overlapped: {r['overlap']}" for r in rows if r.get("overlap")]
+        rows = [{**r, "energy_j": f"{fmt(r.get('energy_j'))} !"} if r.get("overlap") else r for r in rows]
     else:
         rows = queries.list_sessions(store)
         cols = [
@@ -173,27 +337,76 @@ def cmd_ls(args: argparse.Namespace) -> int:
             "runs_failed",
             "energy_j",
         ]
-    if args.json:
-        print(json.dumps(to_jsonable(rows), default=str))
-    else:
-        console.print(_table(rows, cols))
+        if args.json:
+            print(json.dumps(to_jsonable(rows), default=str))
+            return 0
+        title = "sessions (`wattlab ls SESSION` lists its runs)"
+        drop = SESSION_DROP_ORDER
+        rows = [{**r, "created_at": str(r.get("created_at") or "")[:16]} for r in rows]
+        notes = [
+            f"! {r['session_id']}: {r['runs_overlapped']} run(s) overlapped other work "
+            f"(`wattlab ls {r['session_id']}` says which)"
+            for r in rows
+            if r.get("runs_overlapped")
+        ]
+        rows = [
+            {**r, "energy_j": f"{fmt(r.get('energy_j'))} !"} if r.get("runs_overlapped") else r for r in rows
+        ]
+    console.print(_table(rows, cols, title=title, ids=("run_id", "session_id"), drop_order=drop))
+    for note in notes:
+        console.print(Text(note, style="yellow"))
     return 0
+
+
+# Table columns left out first when the terminal is narrow; energy figures go last, ids never.
+RUN_DROP_ORDER = (
+    "mode",
+    "quality",
+    "e2e_p50_s",
+    "throughput_tok_s",
+    "model",
+    "quant",
+    "batch_size",
+    "status",
+    "engine",
+    "energy_method",
+    "energy_j",
+    "j_per_token",
+)
+SESSION_DROP_ORDER = (
+    "kind",
+    "runs_planned",
+    "created_at",
+    "runs_failed",
+    "name",
+    "status",
+    "runs_finished",
+    "energy_j",
+)
 
 
 def print_run(run: dict[str, Any]) -> None:
     what = f"{run.get('engine')} {run.get('model')} {run.get('quant') or ''}"
     head = f"run {run.get('run_id')}: {run.get('status')}  {what}"
-    console.print(f"[bold]{head}[/]")
+    console.print(f"[bold]{escape(head)}[/]")  # data and fix text are escaped: `[extra]` must survive
     if run.get("error"):
         console.print(
-            f"[red]{run['error']}[/]" + (f"\n  fix: {run['error_fix']}" if run.get("error_fix") else "")
+            f"[red]{escape(str(run['error']))}[/]"
+            + (f"\n  fix: {escape(str(run['error_fix']))}" if run.get("error_fix") else "")
         )
+    if run.get("overlap"):  # other work shared the run's devices while it measured
+        console.print(Text(f"overlap: {run['overlap']} (its energy includes that work)", style="yellow"))
+    from wattlab.sessions.figures import figure_method, net_notes, net_row_notes
+
     t = Table("figure", "value", "how obtained")
     for col, label, unit, method_col in FIGURES:
         if run.get(col) is None:
             continue
-        how = run.get(method_col) if method_col else ("measured" if col not in ("pue",) else "configured")
-        t.add_row(label, fmt(run.get(col), unit), str(how or ""))
+        # The label comes from the stored method of what the figure was computed from.
+        notes = net_notes(col, run.get(col), run)
+        value = fmt(run.get(col), unit) + ("  below idle" if "below idle" in notes else "")
+        how = ", ".join([figure_method(col, method_col, run), *(n for n in notes if n != "below idle")])
+        t.add_row(label, Text(value), Text(how))
     console.print(t)
     if run.get("energy"):
         e = Table(
@@ -209,14 +422,19 @@ def print_run(run: dict[str, Any]) -> None:
         )
         for r in run["energy"]:
             e.add_row(
-                r["window_name"],
-                r["domain_id"],
-                fmt(r["energy_j"]),
-                fmt(r["net_energy_j"]),
-                str(r["method"]),
-                fmt(r["coverage"]),
-                fmt(r["mean_power_w"]),
-                r.get("flags") or "",
+                *map(
+                    Text,
+                    (
+                        str(r["window_name"]),
+                        str(r["domain_id"]),
+                        fmt(r["energy_j"]),
+                        fmt(r["net_energy_j"]) + ("  below idle" if "below idle" in net_row_notes(r) else ""),
+                        str(r["method"]),
+                        fmt(r["coverage"]),
+                        fmt(r["mean_power_w"]),
+                        r.get("flags") or "",
+                    ),
+                )
             )
         console.print(e)
 
@@ -233,19 +451,27 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from wattlab.sessions.queries import compare_runs
+    from wattlab.sessions import queries
 
-    data = compare_runs(_store(args), args.runs)
+    store = _store(args)
+    data = queries.compare_runs(store, args.runs)
     if args.json:
         print(json.dumps(to_jsonable(data), default=str))
         return 0
-    t = Table("figure", *(r["run_id"] for r in data["runs"]))
+    # Each header: the run's shortest unique id (which `show` takes) and the settings that differ.
+    ids = [r["run_id"] for r in data["runs"]]
+    short = queries.short_ids(ids, queries.all_ids(store, "runs", "run_id"))
+    labels = queries.varying_labels(data["runs"])
+    t = Table("figure")
+    for run_id, label in zip(ids, labels, strict=True):
+        # The id line is never cut (min_width); the settings may wrap under it.
+        t.add_column(Text(f"{short[run_id]}\n{label}".strip()), min_width=cell_len(short[run_id]))
     for row in data["rows"]:
         if all(v is None for v in row["values"]):
             continue
-        cells = [fmt(row["values"][0])]
+        cells = [Text(fmt(row["values"][0]))]
         for v, d in zip(row["values"][1:], row["delta_pct"][1:], strict=True):
-            cells.append(fmt(v) + (f" ({d:+.1f}%)" if d is not None else ""))
+            cells.append(Text(fmt(v) + (f" ({d:+.1f}%)" if d is not None else "")))
         t.add_row(row["figure"], *cells)
     console.print(t)
     return 0
@@ -264,8 +490,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         _table(
             data["front"],
             cols,
-            title=f"Pareto front over {', '.join(objectives)} "
+            title=f"Pareto front over {escape(', '.join(objectives))} "
             f"({len(data['front'])} of {data['considered']} runs)",
+            ids=("run_id",),
+            drop_order=("model", "quant", "batch_size", "engine"),  # the objectives are always shown
         )
     )
     if data.get("excluded"):
@@ -274,24 +502,30 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from wattlab.sessions.queries import export
+    from wattlab.sessions.queries import EXPORT_FORMATS, export
 
-    out = Path(args.out or f"wattlab-{args.table}.{args.format}")
-    path = export(_store(args), args.format, out, table=args.table, session_id=args.session)
-    print(path)
+    # The format follows --out's extension unless --format names one; csv otherwise.
+    suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
+    fmt_ = args.format or (suffix if suffix in EXPORT_FORMATS else "csv")
+    out = Path(args.out or f"wattlab-{args.table}.{fmt_}")
+    path = export(_store(args), fmt_, out, table=args.table, session_id=args.session)
+    print(path)  # absolute: the file is found even when the command ran in another folder
     return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from wattlab.sessions.queries import run_sql
+    from wattlab.sessions.readonly_sql import run_read_query
 
-    cols, rows = run_sql(_store(args), args.query)
+    result = run_read_query(_store(args), args.query)  # read statements only, no file access
+    cols, rows = result.columns, result.rows
     if args.json:
         print(json.dumps(to_jsonable([dict(zip(cols, r, strict=True)) for r in rows]), default=str))
     else:
-        t = Table(*cols)
+        t = Table()
+        for c in cols:
+            t.add_column(Text(str(c)))
         for r in rows:
-            t.add_row(*(fmt(v) for v in r))
+            t.add_row(*(Text(fmt(v)) for v in r))  # values are data, never markup
         console.print(t)
     return 0
 
@@ -306,16 +540,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     t = Table("kind", "name", "available", "detail", "fix", title="wattlab doctor")
     for kind in ("meters", "engines"):
         for item in report[kind]:
-            t.add_row(
+            t.add_row(  # detail and fix as plain text: `pip install 'wattlab[vllm]'` keeps its brackets
                 kind[:-1],
-                item["name"],
+                Text(str(item["name"])),
                 "[green]yes[/]" if item["available"] else "[red]no[/]",
-                item.get("detail") or "",
-                item.get("fix") or "",
+                Text(item.get("detail") or ""),
+                Text(item.get("fix") or ""),
             )
     console.print(t)
     for key in ("data_dir", "database", "carbon"):
-        console.print(f"{key}: {report[key]}")
+        console.print(f"{key}: {escape(str(report[key]))}")
     return 0
 
 
@@ -340,10 +574,32 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from wattlab.sessions.report import write_report
 
-    paths = write_report(_store(args), args.session, Path(args.out), baseline=args.baseline)
+    store = _store(args)
+    session = args.session
+    if not session:
+        # The newest session may still be running with nothing finished: report on the newest one that
+        # has something to report, and say which.
+        session = _newest_reportable_session(store)
+        err_console.print(f"report for session {session} (newest with finished runs)", markup=False)
+    paths = write_report(store, session, Path(args.out), baseline=args.baseline)
     for p in paths:
         print(p)
     return 0
+
+
+def _newest_reportable_session(store: Any) -> str:
+    rows = store.query(
+        "SELECT s.session_id FROM sessions s WHERE EXISTS (SELECT 1 FROM runs r "
+        "WHERE r.session_id = s.session_id AND r.status = 'finished') ORDER BY s.created_at DESC LIMIT 1"
+    )[1]
+    if not rows:
+        from wattlab.errors import ConfigError
+
+        raise ConfigError(
+            "no session has a finished run to report on",
+            fix="finish a run with `wattlab run` or `wattlab sweep` first (`wattlab ls` lists the sessions)",
+        )
+    return str(rows[0][0])
 
 
 if __name__ == "__main__":  # pragma: no cover
