@@ -84,3 +84,9 @@ class DatasetError(WattlabError):
     """A task or dataset file is missing or in the wrong shape."""
 
     title = "Dataset problem"
+
+
+class DeviceBusy(WattlabError):
+    """Another session is measuring on the devices a session needs (see sessions/locks.py)."""
+
+    title = "Devices busy"

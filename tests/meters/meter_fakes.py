@@ -40,6 +40,7 @@ class FakeGpu:
     clock_mhz: int = 1980
     temp_c: int = 41
     limit_mw: int = 700_000
+    processes: list[int] | None = field(default_factory=list)  # compute PIDs; None: NOT_SUPPORTED
     energy_mj: float = 5_000_000.0  # value at the last set_power/set_energy
     t_base: float = 0.0
     clock: Callable[[], float] = time.monotonic
@@ -151,6 +152,10 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> int:
         return self._gpu(h).limit_mw
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> list[Any]:
+        self._supported(self._gpu(h).processes is not None)
+        return [SimpleNamespace(pid=pid, usedGpuMemory=2**30) for pid in h.processes or []]
 
 
 class FakeClock:

@@ -192,6 +192,55 @@ def _resolve(selector: str, inventory: list[GpuInfo], origin: str) -> GpuInfo:
     )
 
 
+def resolve_gpu(selector: str, inventory: list[GpuInfo], origin: str = "GPU") -> GpuInfo:
+    """The GPU an index, "gpu:N" or UUID (prefix) names; ConfigError listing the GPUs otherwise."""
+    return _resolve(selector, inventory, origin)
+
+
+# --- who is on the GPUs ----------------------------------------------------------------------------
+def list_gpus(nvml: Any = None) -> list[GpuInfo]:
+    """Every GPU NVML sees; [] where NVML is not installed, has no driver or fails. Never raises."""
+    try:
+        nvml = nvml if nvml is not None else _import_pynvml()
+        nvml.nvmlInit()
+    except Exception:
+        return []
+    try:
+        return _inventory(nvml)
+    except Exception:
+        return []
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+
+
+def gpu_processes(indices: Sequence[int], nvml: Any = None) -> dict[int, list[int]]:
+    """PIDs holding a compute context on each GPU (NVML index -> sorted pids).
+
+    A GPU whose driver answers NOT_SUPPORTED (vGPU, Jetson) or fails is left out: unknown is not
+    "nobody". The PIDs are the driver's: in a container without the host's PID namespace they may
+    name no process visible here.
+    """
+    try:
+        nvml = nvml if nvml is not None else _import_pynvml()
+        nvml.nvmlInit()
+    except Exception:
+        return {}
+    out: dict[int, list[int]] = {}
+    try:
+        for index in indices:
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(int(index))
+                procs = nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+            except (nvml.NVMLError, AttributeError, IndexError):
+                continue  # NOT_SUPPORTED, a lost GPU, or bindings without the call
+            out[int(index)] = sorted({int(p.pid) for p in procs})
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+    return out
+
+
 # --- capabilities ----------------------------------------------------------------------------------
 def _field_number(nvml: Any, fv: Any) -> float:
     """The numeric value of one nvmlFieldValue_t, whatever its value type."""

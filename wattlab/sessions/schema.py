@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = [
     """
@@ -219,8 +219,12 @@ _V1 = [
     "CREATE INDEX IF NOT EXISTS runs_session ON runs(session_id)",
 ]
 
+# Version 2: a run that shared its devices with other work (another wattlab session, a foreign GPU
+# process) says so: NULL when it ran alone, else the reason ("session 261129-... ran on gpu0").
+_V2 = ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS overlap VARCHAR"]
+
 # Each migration takes the database from version i to i + 1. Append, never edit.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
