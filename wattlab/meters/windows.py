@@ -214,3 +214,68 @@ def window_energy(
         net_energy_j=net,
         flags=tuple(flags),
     )
+
+
+# --- judging an idle baseline --------------------------------------------------------------------
+BASELINE_NOT_IDLE = "baseline-not-idle"
+"""Flag on every net figure whose idle baseline was taken while the device was busy."""
+
+IDLE_MAX_UTIL_PCT = 20.0  # mean utilization above this during the baseline: something else was running
+IDLE_MAX_LIMIT_SHARE = 0.5  # mean power above this share of the device's limit / TDP is not idle
+IDLE_MAX_SPREAD = 0.3  # power's standard deviation over its mean: a load came and went
+IDLE_MIN_SPREAD_W = 2.0  # ...but a few watts of jitter on a small CPU are not a load
+
+
+@dataclass(frozen=True, slots=True)
+class IdleJudgement:
+    """Whether one domain's idle baseline looks idle, with the figures it was judged on.
+
+    reasons: empty when idle; else one short text per failed check (shown next to the flag).
+    """
+
+    domain: str
+    mean_power_w: float | None
+    util_pct: float | None
+    spread_w: float | None  # standard deviation of the power readings, W
+    limit_w: float | None  # the device's power limit or TDP, when the meter knows it
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def idle(self) -> bool:
+        return not self.reasons
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "domain": self.domain,
+            "mean_power_w": self.mean_power_w,
+            "util_pct": self.util_pct,
+            "spread_w": self.spread_w,
+            "limit_w": self.limit_w,
+            "reasons": list(self.reasons),
+        }
+
+
+def judge_idle(
+    domain: str,
+    power_w: Sequence[float],
+    util_pct: float | None = None,
+    limit_w: float | None = None,
+) -> IdleJudgement:
+    """Judge the readings taken during an idle baseline (see the IDLE_* thresholds).
+
+    util_pct is the mean utilization over the baseline. Busy if that is high, the mean power is a
+    large share of the device's limit/TDP, or power swung widely (a job starting or stopping
+    during the baseline). With no readings there is nothing to judge, and no baseline either.
+    """
+    if not power_w:
+        return IdleJudgement(domain, None, None, None, limit_w)
+    mean = sum(power_w) / len(power_w)
+    spread = (sum((p - mean) ** 2 for p in power_w) / len(power_w)) ** 0.5
+    reasons = []
+    if util_pct is not None and util_pct > IDLE_MAX_UTIL_PCT:
+        reasons.append(f"{util_pct:.0f}% utilized")
+    if limit_w and mean > IDLE_MAX_LIMIT_SHARE * limit_w:
+        reasons.append(f"{mean:.3g} W of a {limit_w:.3g} W maximum")
+    if len(power_w) >= 3 and spread > IDLE_MIN_SPREAD_W and spread > IDLE_MAX_SPREAD * mean:
+        reasons.append(f"power varied ±{spread:.3g} W around {mean:.3g} W")
+    return IdleJudgement(domain, mean, util_pct, spread, limit_w, tuple(reasons))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wattlab.engines.base import Completion
@@ -28,6 +28,7 @@ class RunContext:
     row: dict[str, Any]
     worker: WorkerClient | None = None
     load_info: dict[str, Any] | None = None  # set when this run loaded the engine
+    idle_not_idle: dict[str, str] = field(default_factory=dict)  # domain -> why its baseline was busy
 
 
 def _check_capabilities(spec: RunSpec, caps: dict[str, bool], engine: str, needs_logprobs: bool) -> None:
@@ -87,11 +88,20 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
         energy_rows += figures.windows_energy(timeline, domains, "load", [b], ctx.idle_w)
         result["load_s"] = (b[1] - b[0]) / NS
 
-    # Warm up on one full batch of the run's own shapes: a shorter warmup left the first measured
+    # Warm up on one full batch of the run's own prompts: a smaller batch left the first measured
     # request of a bf16 run on an H100 7x slower than the rest (kernel selection, clock ramp-up).
-    n_warm = spec.batch_size if spec.warmup_requests is None else spec.warmup_requests
+    # The output is capped (spec.warmup_shape): a full-length warmup outlasted the measured window.
+    n_warm, warm_out = spec.warmup_shape()
     if n_warm and not needs_logprobs:
-        warm = [{**r, "arrival_s": 0.0} for r in requests[:n_warm]]
+        warm = [
+            {
+                **r,
+                "arrival_s": 0.0,
+                "max_new_tokens": min(r["max_new_tokens"], warm_out),
+                "min_new_tokens": min(r.get("min_new_tokens", 0), warm_out),
+            }
+            for r in requests[:n_warm]
+        ]
         worker.call(
             "generate",
             requests=warm,
@@ -143,6 +153,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
         prefill, decode = figures.prefill_decode_intervals(completions)
         energy_rows += figures.windows_energy(timeline, domains, "prefill", prefill, ctx.idle_w)
         energy_rows += figures.windows_energy(timeline, domains, "decode", decode, ctx.idle_w)
+    figures.flag_busy_baseline(energy_rows, ctx.idle_not_idle)
     result["energy"] = energy_rows
     result.update(energy_figures(result, energy_rows, steady, completions, ctx))
     result["peak_power_w"] = figures.peak_total_power(timeline, domains, t0, t1)
@@ -153,9 +164,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     if meta.get("kind") == "task":
         result.update(score_task(spec, completions, out.get("logprobs"), requests))
     result.update(green_figures(result))
-    flags = sorted(
-        {f for r in energy_rows if r["window_name"] == "measured" for f in r["flags"].split(",") if f}
-    )
+    flags = figures.measured_flags(energy_rows, result.get("energy_domains"))
     if result.get("energy_method") == "estimated":
         flags.insert(0, "energy-estimated")
     result["flags"] = ",".join(flags)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from wattlab.engines.base import Completion
 from wattlab.meters.base import Domain, weakest_method
 from wattlab.meters.timeline import Timeline
-from wattlab.meters.windows import NS, WindowEnergy
+from wattlab.meters.windows import BASELINE_NOT_IDLE, NS, WindowEnergy
 
 Interval = tuple[int, int]
 
@@ -238,9 +238,15 @@ def total_of(rows: list[dict[str, Any]], window: str) -> dict[str, Any]:
 
 
 def peak_total_power(timeline: Timeline, domains: list[Domain], t0: int, t1: int) -> float | None:
-    """Highest summed power of the domains at any reading time in [t0, t1] (interpolated per domain)."""
+    """Highest summed power of the domains at any reading time in [t0, t1] (interpolated per domain).
+
+    Like `total_of`, estimated domains are left out when a measured one exists, so the peak is
+    over the same domains as the energy and its method follows theirs (see `figure_method`).
+    """
     from wattlab.meters.windows import interpolate
 
+    measured = [d for d in domains if not d.estimated]
+    domains = measured or domains
     series = {d.id: timeline.series(d.id) for d in domains}
     times = sorted({t for s in series.values() for t in s.power_t if t0 <= t <= t1})
     best = None
@@ -262,3 +268,83 @@ def mean_util(timeline: Timeline, domains: list[Domain], t0: int, t1: int) -> fl
     chosen = gpu or [d for d in domains if d.kind == "cpu"]
     vals = [v for d in chosen if (v := timeline.mean_util(d.id, t0, t1)) is not None]
     return sum(vals) / len(vals) if vals else None
+
+
+# --- flags and labels ------------------------------------------------------------------------------
+def flag_busy_baseline(rows: list[dict[str, Any]], not_idle: Mapping[str, str]) -> None:
+    """Add `baseline-not-idle` to the flags of every energy row whose net figure was computed from a
+    baseline judged busy (meters/windows.judge_idle). The net figure itself is kept as computed."""
+    for r in rows:
+        if r["domain_id"] in not_idle and r.get("net_energy_j") is not None:
+            flags = {f for f in (r.get("flags") or "").split(",") if f} | {BASELINE_NOT_IDLE}
+            r["flags"] = ",".join(sorted(flags))
+
+
+def measured_flags(rows: list[dict[str, Any]], summed_domains: str | None) -> list[str]:
+    """The run's flags from its measured-window rows. `baseline-not-idle` counts only from the
+    domains summed into the run's net figures (`energy_domains`), since only those feed them."""
+    summed = set((summed_domains or "").split(","))
+    flags: set[str] = set()
+    for r in rows:
+        if r["window_name"] != "measured":
+            continue
+        for f in (r.get("flags") or "").split(","):
+            if f and (f != BASELINE_NOT_IDLE or r["domain_id"] in summed):
+                flags.add(f)
+    return sorted(flags)
+
+
+NET_COLUMNS = frozenset({"energy_net_j", "j_per_token_net"})
+_MEASURED_COLUMNS_FROM_ENERGY = frozenset({"energy_coverage", "energy_domains", "green_index"})
+
+
+def _flags(run: Mapping[str, Any]) -> set[str]:
+    return {f for f in str(run.get("flags") or "").split(",") if f}
+
+
+def figure_method(column: str, method_column: str | None, run: Mapping[str, Any]) -> str:
+    """How a stored figure was obtained, from the methods of what it was computed from.
+
+    Energy figures carry their own method column (counter / integrated / estimated). Peak power is
+    read from the same domains as the energy (estimated when those are the estimate meter's); the
+    Green AI index is only as good as its J/token; time and token counts are measured; PUE is
+    configured. Returns a plain word, or "unknown" when the run does not say.
+    """
+    if method_column:  # an energy method, or the grid intensity's source, or the task's metric
+        return str(run.get(method_column) or "unknown")
+    if column == "pue":
+        return "configured"
+    if column in _MEASURED_COLUMNS_FROM_ENERGY:
+        if column == "green_index" and run.get("j_per_token") is None:
+            return "measured"  # no energy axis: quality and latency only
+        return str(run.get("energy_method") or "unknown")
+    if column == "peak_power_w":
+        methods = [r.get("method") for r in run.get("energy") or [] if r.get("window_name") == "measured"]
+        if methods:
+            return "estimated" if all(m == "estimated" for m in methods) else "measured"
+        return "estimated" if run.get("energy_method") == "estimated" else "measured"
+    return "measured"
+
+
+def net_notes(column: str, value: Any, run: Mapping[str, Any]) -> list[str]:
+    """What a net figure's reader must know: below idle (a negative net is shown as it is, never
+    clamped) and a baseline taken while the device was busy."""
+    if column not in NET_COLUMNS or value is None:
+        return []
+    notes = []
+    if isinstance(value, int | float) and value < 0:
+        notes.append("below idle")
+    if BASELINE_NOT_IDLE in _flags(run):
+        notes.append(BASELINE_NOT_IDLE)
+    return notes
+
+
+def net_row_notes(row: Mapping[str, Any]) -> list[str]:
+    """The same for one energy row (a window and domain) and its own flags."""
+    value = row.get("net_energy_j")
+    if value is None:
+        return []
+    notes = ["below idle"] if value < 0 else []
+    if BASELINE_NOT_IDLE in _flags(row):
+        notes.append(BASELINE_NOT_IDLE)
+    return notes

@@ -161,7 +161,7 @@ class LiveScreen(LabScreen):
         following_run = (
             self._target is not None
             and self._target.kind == "session"
-            and (self._snapshot is None or self._snapshot.status == "running")
+            and (self._snapshot is None or self._snapshot.status in ("running", "queued"))
         )
         check = self.lab.auto_attach and not following_run and now - self._last_live_check >= LIVE_CHECK_S
         if check or self._target is None:
@@ -212,7 +212,7 @@ class LiveScreen(LabScreen):
             self._target is not None
             and self._target.kind == "session"
             and snap is not None
-            and snap.status == "running"
+            and snap.status in ("running", "queued")  # a queued sweep can be stopped too
         )
         if running != (self.lab.following is not None):
             self.refresh_bindings()  # "Stop sweep" appears or goes
@@ -319,7 +319,7 @@ class LiveScreen(LabScreen):
             and self._target.kind == "session"
             and snap
             and snap.runner_alive
-            and snap.status == "running"
+            and snap.status in ("running", "queued")
         ):
             return self._target.key
         return None
@@ -361,6 +361,7 @@ class LiveScreen(LabScreen):
                 self.notify(
                     problem or f"asked the runner of {session_id} to stop; it commits what it measured",
                     severity="warning" if problem else "information",
+                    markup=False,  # the runner's message is plain text
                 )
 
         question = f"Stop sweep {session_id}?\nThe current run is marked interrupted; finished runs are kept."

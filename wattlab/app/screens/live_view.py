@@ -16,6 +16,7 @@ START_GRACE_S = 45.0  # a launched runner has this long to create its spool befo
 
 _STATUS_ICON = {
     "running": "[green]●[/] running",
+    "queued": "[yellow]◔[/] queued",
     "finished": "[green]✔[/] finished",
     "interrupted": "[yellow]■[/] interrupted",
     "failed": "[red]✖[/] failed",
@@ -49,6 +50,8 @@ def render_status(
         text += (
             " · [yellow]its runner stopped without ending the session; its spool is saved at next start[/]"
         )
+    elif snap.status == "queued":
+        text += " · [yellow]another session is measuring on its devices: it starts when that one ends[/]"
     elif snap.status != "running":
         text += " · [dim]m: this box's power[/]"
     return text

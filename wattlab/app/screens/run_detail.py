@@ -17,6 +17,7 @@ from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.chart import PALETTE, ChartData, Series, TimeChart
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
+from wattlab.sessions.figures import NET_COLUMNS, figure_method, net_notes, net_row_notes
 
 NS = 1_000_000_000
 
@@ -43,16 +44,23 @@ HOW = {
 
 
 def how_obtained(column: str, method_column: str | None, run: dict[str, Any]) -> str:
+    # A net figure from a baseline taken on a busy box says so next to its method.
+    notes = net_notes(column, run.get(column), run)
+    flags = "".join(f" [yellow]{n}[/]" for n in notes if n != "below idle")
     if method_column:
         method = run.get(method_column)
         if method_column.endswith("energy_method"):
-            return f"{fmt.method_tag(method)} [dim]{fmt.METHOD_HELP.get(str(method), '')}[/]"
+            return f"{fmt.method_tag(method)} [dim]{fmt.METHOD_HELP.get(str(method), '')}[/]{flags}"
         if method_column == "carbon_source":
-            return f"[dim]{method or 'source unknown'}[/]"
+            return f"[dim]{fmt.esc(str(method or 'source unknown'))}[/]"
         if method_column == "quality_metric":
-            return f"[dim]task metric: {method or 'unknown'}[/]"
+            return f"[dim]task metric: {fmt.esc(str(method or 'unknown'))}[/]"
     key = column if column in HOW else column.split("_")[0]
-    return f"[dim]{HOW.get(key, '')}[/]"
+    # Figures computed from energy or power readings carry the method of those (peak power on the
+    # estimate meter is estimated, not measured).
+    derived = figure_method(column, method_column, run)
+    tag = f"{fmt.method_tag(derived)} " if derived in fmt.METHOD_STYLE else ""
+    return f"{tag}[dim]{HOW.get(key, '')}[/]"
 
 
 def figure_rows(run: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[str]]:
@@ -66,6 +74,8 @@ def figure_rows(run: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[s
             missing.append(label)
             continue
         text = fmt.seconds(value) if unit == "s" and column != "duration_s" else fmt.unit(value, unit)
+        if isinstance(value, int | float) and value < 0 and column in NET_COLUMNS:
+            text += " [yellow]below idle[/]"  # shown as measured, never clamped to zero
         rows.append((label, text, how_obtained(column, method_column, run)))
     return rows, missing
 
@@ -134,11 +144,12 @@ class RunDetailScreen(LabScreen):
         )
         energy = self.query_one("#detail-energy", DataTable)
         for e in run.get("energy") or []:
+            below = " [yellow]below idle[/]" if "below idle" in net_row_notes(e) else ""
             energy.add_row(
                 e.get("window_name") or "",
                 e.get("domain_id") or "",
                 fmt.energy(e.get("energy_j")),
-                fmt.energy(e.get("net_energy_j")),
+                fmt.energy(e.get("net_energy_j")) + below,
                 fmt.method_tag(e.get("method")),
                 fmt.num(e.get("coverage"), 3),
                 fmt.num(e.get("mean_power_w"), 4),
@@ -156,6 +167,10 @@ class RunDetailScreen(LabScreen):
             extra.append(
                 f"[red b]{run.get('status')}:[/] {fmt.esc(run['error'])}"
                 + (f"\n  fix: {fmt.esc(run['error_fix'])}" if run.get("error_fix") else "")
+            )
+        if run.get("overlap"):
+            extra.append(
+                f"[yellow b]overlap:[/] {fmt.esc(run['overlap'])} [dim](its energy includes that work)[/]"
             )
         if run.get("flags"):
             extra.append(f"[yellow]flags:[/] {fmt.esc(run['flags'])}")
