@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ["torch", "vllm", "llama_cpp", "pynvml", "jtop", "transformers", "codecarbon", "pandas"]
+HEAVY = ["torch", "vllm", "llama_cpp", "pynvml", "amdsmi", "jtop", "transformers", "codecarbon", "pandas"]
 
 
 def _loaded_after(code: str) -> list[str]:

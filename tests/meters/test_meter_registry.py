@@ -19,8 +19,8 @@ from wattlab.meters.estimate import EstimateMeter
 def test_importing_meters_imports_no_vendor_module() -> None:
     code = (
         "import sys, wattlab.meters, wattlab.meters.nvml, wattlab.meters.jetson, wattlab.meters.rapl, "
-        "wattlab.meters.estimate, wattlab.meters.replay, wattlab.meters.carbon; "
-        "print(sorted(m for m in ('pynvml', 'jtop', 'codecarbon', 'pandas', 'torch', 'pycountry') "
+        "wattlab.meters.estimate, wattlab.meters.replay, wattlab.meters.carbon, wattlab.meters.amdsmi; "
+        "print(sorted(m for m in ('pynvml', 'amdsmi', 'jtop', 'codecarbon', 'pandas', 'torch', 'pycountry') "
         "if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -7,14 +7,14 @@ import time
 import pytest
 from meter_fakes import FakeClock, FakeGpu, FakeNvml
 
+from wattlab.devices.nvidia import cuda_ordinal_to_nvml_index
+from wattlab.devices.visible import parse_cuda_visible_devices
 from wattlab.errors import ConfigError, MeterUnavailable
 from wattlab.meters.nvml import (
     POWER_FROM_COUNTER,
     POWER_INSTANT,
     POWER_USAGE,
     NvmlMeter,
-    cuda_ordinal_to_nvml_index,
-    parse_cuda_visible_devices,
     probe_module,
 )
 from wattlab.meters.sampler import Sampler

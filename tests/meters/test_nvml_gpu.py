@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from wattlab.meters.nvml import NvmlMeter, cuda_ordinal_to_nvml_index
+from wattlab.devices.nvidia import cuda_ordinal_to_nvml_index
+from wattlab.meters.nvml import NvmlMeter
 from wattlab.meters.sampler import Sampler
 from wattlab.meters.timeline import Timeline
 from wattlab.meters.windows import window_energy

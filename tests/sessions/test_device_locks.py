@@ -20,9 +20,9 @@ from typing import Any
 import duckdb
 import pytest
 
+from wattlab.devices.nvidia import gpu_processes
 from wattlab.errors import ConfigError, DeviceBusy
 from wattlab.meters.base import Domain
-from wattlab.meters.nvml import gpu_processes
 from wattlab.sessions import commit
 from wattlab.sessions.locks import HOST, Device, DeviceLocks, session_devices
 from wattlab.sessions.overlap import OverlapWatch

@@ -179,9 +179,7 @@ class WattlabApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for entry in SCREENS:
-            yield SystemCommand(
-                f"Go to {entry.label}", entry.help, lambda m=entry.mode: self.switch_mode(m)
-            )
+            yield SystemCommand(f"Go to {entry.label}", entry.help, lambda m=entry.mode: self.switch_mode(m))
         yield SystemCommand(
             "Box monitor", "Live: this box's power, with no sweep attached", lambda: self.follow(None)
         )

@@ -122,7 +122,7 @@ _ENGINE_STATUS_CODE = (
 
 
 def _engine_statuses(timeout_s: float) -> tuple[EngineChoice, ...]:
-    """`wattlab.engines.engine_status()` in a subprocess (its install hints may import pynvml)."""
+    """`wattlab.engines.engine_status()` in a subprocess (its install hints may load pynvml)."""
     try:
         done = subprocess.run(
             [sys.executable, "-c", _ENGINE_STATUS_CODE],

@@ -1,6 +1,6 @@
 """The console's power monitor: a child process sampling this box's meters into a timeline file.
 
-The console itself never opens a meter (that would import pynvml or jtop into it). It starts
+The console itself never opens a meter (that would load pynvml or jtop into it). It starts
 `python -m wattlab.meters.monitor`, which writes the same timeline format as a session spool, and
 tails that file with `LiveTail(monitor_file=...)`. The monitor runs only while Live shows the box
 with no sweep attached: while a sweep runs, the runner samples the meters itself, and a second

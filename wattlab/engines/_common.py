@@ -6,7 +6,6 @@ No heavy import here; torch-specific helpers import torch inside the function.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import struct
 import time
@@ -112,13 +111,8 @@ def peak_rss_mib() -> float:
 
 def nvml_index(cuda_ordinal: int) -> str:
     """The NVML selector (index or GPU-uuid) of a CUDA ordinal, honouring CUDA_VISIBLE_DEVICES."""
-    try:
-        from wattlab.meters.nvml import cuda_ordinal_to_nvml_index
-    except ImportError:
-        visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-        if "CUDA_VISIBLE_DEVICES" in os.environ and cuda_ordinal < len(visible):
-            return visible[cuda_ordinal]
-        return str(cuda_ordinal)
+    from wattlab.devices.nvidia import cuda_ordinal_to_nvml_index
+
     return cuda_ordinal_to_nvml_index(cuda_ordinal)
 
 

@@ -1,11 +1,12 @@
 """Power meters: the registry and the factory.
 
-Importing this package imports no vendor module (pynvml, jtop, codecarbon, pandas, torch): each
-meter imports its backend when it opens.
+Importing this package imports no vendor module (pynvml, amdsmi, jtop, codecarbon, pandas,
+torch): each meter asks wattlab.devices (or its backend) when it opens.
 
     probe_all()            every meter this box could use, available or not, why not, and the fix
     open_meters("auto")    the meters to use: jetson if present (its NVML has no power) else nvml
-                           if available; plus rapl if readable, else estimate for the CPU
+                           if available, else amdsmi (AMD GPUs) if available; plus rapl if
+                           readable, else estimate for the CPU
     open_meters("nvml,rapl"), open_meters("estimate"), open_meters("replay", replay_path=...)
                            exactly those; one that cannot open raises MeterUnavailable with the fix
 """
@@ -37,6 +38,7 @@ __all__ = [
 # name -> "module:Class"; modules are imported only when a meter is probed or opened.
 _REGISTRY = {
     "nvml": "wattlab.meters.nvml:NvmlMeter",
+    "amdsmi": "wattlab.meters.amdsmi:AmdsmiMeter",
     "jetson": "wattlab.meters.jetson:JetsonMeter",
     "rapl": "wattlab.meters.rapl:RaplMeter",
     "estimate": "wattlab.meters.estimate:EstimateMeter",
@@ -126,13 +128,15 @@ def open_meters(
 ) -> MeterSet:
     """Open the selected meters. See the module docstring for what `auto` picks.
 
-    gpus:        NVML indices/UUIDs for nvml (default: CUDA_VISIBLE_DEVICES, else all).
+    gpus:        GPU indices/UUIDs for nvml or amdsmi (default: CUDA_VISIBLE_DEVICES for nvml,
+                 ROCR_/HIP_VISIBLE_DEVICES for amdsmi, else all).
     tdp_w:       CPU TDP for the estimate meter (default: codecarbon's table, else 4 W/CPU).
     replay_path: a timeline file; with `auto` it replaces the live meters (a demo or a test).
     """
     names = _parse_selection(selection)
     openers: dict[str, Callable[[], Meter]] = {
         "nvml": lambda: _open("nvml", gpus=gpus),
+        "amdsmi": lambda: _open("amdsmi", gpus=gpus),
         "jetson": lambda: _open("jetson"),
         "rapl": lambda: _open("rapl"),
         "estimate": lambda: _open("estimate", tdp_w=tdp_w),
@@ -181,8 +185,8 @@ def _open_auto(openers: dict[str, Callable[[], Meter]]) -> MeterSet:
         # A Jetson's NVML answers NOT_SUPPORTED for power: its rails are the GPU's meter there.
         if probes["jetson"].available and try_open("jetson"):
             pass
-        else:
-            try_open("nvml")
+        elif not try_open("nvml") and probes["amdsmi"].available:
+            try_open("amdsmi")  # AMD GPUs; reported missing only where amdsmi sees one
         if not try_open("rapl"):
             try_open("estimate")
     except BaseException:

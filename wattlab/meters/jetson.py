@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
-import importlib.util
 import re
 import time
 from collections.abc import Callable
@@ -36,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from wattlab.devices.jetson import JTOP_SOCKET, jtop_class, jtop_installed
 from wattlab.errors import MeterUnavailable
 from wattlab.meters.base import Domain, Meter, Probe, Sample, now_ns
 
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 TOTAL_ID = "soc-total"
-JTOP_SOCKET = Path("/run/jtop.sock")
 _RAIL_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")  # INA3221 labels; excludes UCSI supplies like "1-00081"
 
 
@@ -102,7 +100,7 @@ def discover_rails(root: str | Path = "/sys") -> tuple[list[Rail], str]:
 
 
 def _jtop_installed() -> bool:
-    return importlib.util.find_spec("jtop") is not None
+    return jtop_installed()
 
 
 def probe_root(root: str | Path = "/sys", *, jtop_socket: Path = JTOP_SOCKET) -> Probe:
@@ -187,7 +185,7 @@ class JetsonMeter(Meter):
 
     def _open_jtop(self, jtop: Callable[..., Any] | None, interval_s: float) -> list[str]:
         if jtop is None:
-            jtop = importlib.import_module("jtop").jtop
+            jtop = jtop_class()
         self._jtop = jtop(interval=interval_s)
         self._jtop.start()
         deadline = time.monotonic() + max(3 * interval_s, 2.0)

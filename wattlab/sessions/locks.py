@@ -74,7 +74,7 @@ def session_devices(specs: Iterable[Any], nvml: Any = None) -> list[Device]:
     client) and any run on a box without GPUs use the host. A CUDA device that is not there is
     refused here, before anything runs.
     """
-    from wattlab.meters.nvml import list_gpus
+    from wattlab.devices.nvidia import list_gpus
 
     inventory = list_gpus(nvml)
     found: dict[str, Device] = {}
@@ -85,11 +85,14 @@ def session_devices(specs: Iterable[Any], nvml: Any = None) -> list[Device]:
 
 
 def _spec_devices(spec: Any, inventory: list[Any], nvml: Any) -> list[Device]:
-    from wattlab.meters.nvml import cuda_ordinal_to_nvml_index, resolve_gpu
+    from wattlab.devices.base import resolve_gpu
+    from wattlab.devices.nvidia import cuda_ordinal_to_nvml_index
 
     device = str(spec.device or "auto").strip().lower()
     on_gpu = device in ("auto", "cuda") or re.fullmatch(r"cuda:\d+", device) is not None
-    if not inventory or not on_gpu or spec.engine == "openai":
+    from wattlab.engines import is_served
+
+    if not inventory or not on_gpu or is_served(spec.engine):  # a server's device is its own
         return [HOST]
     first = int(device.split(":")[1]) if ":" in device else 0
     try:

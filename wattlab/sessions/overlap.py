@@ -69,7 +69,7 @@ class OverlapWatch:
         they belong to another wattlab runner."""
         if not self._gpus:
             return {}
-        from wattlab.meters.nvml import gpu_processes
+        from wattlab.devices.nvidia import gpu_processes
 
         on_gpus = gpu_processes(sorted(self._gpus), self.nvml)
         if not any(on_gpus.values()):

@@ -1,0 +1,252 @@
+"""NVIDIA GPUs through NVML (`nvidia-ml-py`, imported as `pynvml`): the only module that calls it.
+
+pynvml is imported when an `Nvml` session opens, never at module import. Every function takes an
+optional `nvml` module so tests can inject a fake with pynvml's calls and error codes.
+NVMLError never leaves this module: NOT_SUPPORTED / FUNCTION_NOT_FOUND become DeviceNotSupported,
+anything else DeviceError (with the NVML code), a failed start DeviceUnavailable (with the fix).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from wattlab.devices.base import (
+    GPU,
+    DeviceError,
+    DeviceNotSupported,
+    DeviceUnavailable,
+    EnergyCount,
+    GpuInfo,
+    MemoryUsage,
+    Utilization,
+    resolve_gpu,
+)
+from wattlab.devices.visible import cuda_ordinal_to_selector
+
+NO_DRIVER_FIX = (
+    "install the NVIDIA driver so that `nvidia-smi` works (in a container: run with --gpus all); "
+    "on a CPU-only box the rapl or estimate meters measure the CPU"
+)
+_NOT_SUPPORTED_CODES = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+
+
+def import_pynvml() -> Any:
+    """The pynvml module; DeviceUnavailable when nvidia-ml-py is not installed."""
+    try:
+        import pynvml
+    except ImportError as exc:
+        raise DeviceUnavailable("nvidia-ml-py is not installed", fix="pip install nvidia-ml-py") from exc
+    return pynvml
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_code(nvml: Any, exc: BaseException, name: str) -> bool:
+    code = getattr(nvml, name, None)
+    return code is not None and getattr(exc, "value", None) == code
+
+
+def _init_failure(nvml: Any, exc: BaseException) -> DeviceUnavailable:
+    code = getattr(exc, "value", None)
+    if _is_code(nvml, exc, "NVML_ERROR_LIBRARY_NOT_FOUND"):
+        return DeviceUnavailable("no NVIDIA driver (libnvidia-ml.so not found)", code=code, fix=NO_DRIVER_FIX)
+    if _is_code(nvml, exc, "NVML_ERROR_DRIVER_NOT_LOADED"):
+        return DeviceUnavailable(
+            "the NVIDIA driver is installed but not loaded",
+            code=code,
+            fix="load it (`sudo modprobe nvidia`) or reboot, then check `nvidia-smi`",
+        )
+    if _is_code(nvml, exc, "NVML_ERROR_NO_PERMISSION"):
+        return DeviceUnavailable(
+            "no permission to open the NVIDIA devices (/dev/nvidia*)",
+            code=code,
+            fix="add your user to the group owning /dev/nvidia* (often `video`); in a container use --gpus",
+        )
+    return DeviceUnavailable(f"NVML could not start: {exc}", code=code, fix=NO_DRIVER_FIX)
+
+
+class Nvml:
+    """One NVML session (nvmlInit ... nvmlShutdown). Use as a context manager or call close()."""
+
+    def __init__(self, nvml: Any = None) -> None:
+        self.module = nvml if nvml is not None else import_pynvml()
+        try:
+            self.module.nvmlInit()
+        except Exception as exc:
+            raise _init_failure(self.module, exc) from exc
+        self._open = True
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) with NVML's errors translated into wattlab's."""
+        nvml = self.module
+        try:
+            return fn(*args)
+        except nvml.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if any(_is_code(nvml, exc, name) for name in _NOT_SUPPORTED_CODES):
+                raise DeviceNotSupported(f"NVML: {exc}", code=code) from exc
+            raise DeviceError(f"NVML error {code}: {exc}", code=code) from exc
+        except (AttributeError, IndexError) as exc:  # bindings without the call or the field
+            raise DeviceNotSupported(f"NVML bindings lack it: {exc}") from exc
+
+    def inventory(self) -> list[GpuInfo]:
+        """Every GPU NVML sees, by NVML index."""
+        nvml = self.module
+        gpus = []
+        for i in range(int(self.call(nvml.nvmlDeviceGetCount))):
+            handle = self.call(nvml.nvmlDeviceGetHandleByIndex, i)
+            name = _text(self.call(nvml.nvmlDeviceGetName, handle))
+            gpus.append(GpuInfo(i, name, _text(self.call(nvml.nvmlDeviceGetUUID, handle))))
+        return gpus
+
+    def gpu(self, info: GpuInfo) -> NvidiaGpu:
+        return NvidiaGpu(self, info, self.call(self.module.nvmlDeviceGetHandleByIndex, info.index))
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(Exception):  # the driver may already be gone
+                self.module.nvmlShutdown()
+
+    def __enter__(self) -> Nvml:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _field_number(nvml: Any, fv: Any) -> float:
+    """The numeric value of one nvmlFieldValue_t, whatever its value type."""
+    kinds = {
+        getattr(nvml, "NVML_VALUE_TYPE_DOUBLE", 0): "dVal",
+        getattr(nvml, "NVML_VALUE_TYPE_UNSIGNED_INT", 1): "uiVal",
+        getattr(nvml, "NVML_VALUE_TYPE_UNSIGNED_LONG", 2): "ulVal",
+        getattr(nvml, "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG", 3): "ullVal",
+        getattr(nvml, "NVML_VALUE_TYPE_SIGNED_LONG_LONG", 4): "sllVal",
+        getattr(nvml, "NVML_VALUE_TYPE_SIGNED_INT", 5): "siVal",
+        getattr(nvml, "NVML_VALUE_TYPE_UNSIGNED_SHORT", 6): "usVal",
+    }
+    return float(getattr(fv.value, kinds.get(fv.valueType, "uiVal")))
+
+
+class NvidiaGpu(GPU):
+    """One NVIDIA GPU of an open `Nvml` session. Costs (H200, driver 580): power ~1 us, counter ~4 ms."""
+
+    def __init__(self, lib: Nvml, info: GpuInfo, handle: Any) -> None:
+        self._lib = lib
+        self._nvml = lib.module
+        self.info = info
+        self.handle = handle
+
+    def power_mw(self) -> float:
+        """nvmlDeviceGetPowerUsage: a 1 s moving average on Ampere and newer (except GA100)."""
+        return float(self._lib.call(self._nvml.nvmlDeviceGetPowerUsage, self.handle))
+
+    def instant_power_mw(self) -> float:
+        """The NVML_FI_DEV_POWER_INSTANT field, where the driver fills it."""
+        nvml = self._nvml
+
+        def read() -> float:
+            fv = nvml.nvmlDeviceGetFieldValues(self.handle, [nvml.NVML_FI_DEV_POWER_INSTANT])[0]
+            if fv.nvmlReturn != getattr(nvml, "NVML_SUCCESS", 0):
+                raise nvml.NVMLError(fv.nvmlReturn)
+            return _field_number(nvml, fv)
+
+        return float(self._lib.call(read))
+
+    def energy(self) -> EnergyCount:
+        """nvmlDeviceGetTotalEnergyConsumption: mJ since the driver loaded (Volta and newer)."""
+        return EnergyCount(
+            float(self._lib.call(self._nvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)), 1.0
+        )
+
+    def utilization(self) -> Utilization:
+        u = self._lib.call(self._nvml.nvmlDeviceGetUtilizationRates, self.handle)
+        return Utilization(float(u.gpu), float(u.memory))
+
+    def memory(self) -> MemoryUsage:
+        m = self._lib.call(self._nvml.nvmlDeviceGetMemoryInfo, self.handle)
+        return MemoryUsage(int(m.used), int(m.total) if getattr(m, "total", None) is not None else None)
+
+    def temperature_c(self) -> float:
+        nvml = self._nvml
+        return float(
+            self._lib.call(lambda: nvml.nvmlDeviceGetTemperature(self.handle, nvml.NVML_TEMPERATURE_GPU))
+        )
+
+    def power_limit_mw(self) -> float:
+        return float(self._lib.call(self._nvml.nvmlDeviceGetEnforcedPowerLimit, self.handle))
+
+    def clock_mhz(self) -> float:
+        nvml = self._nvml
+        return float(self._lib.call(lambda: nvml.nvmlDeviceGetClockInfo(self.handle, nvml.NVML_CLOCK_SM)))
+
+    def processes(self) -> list[int]:
+        procs = self._lib.call(self._nvml.nvmlDeviceGetComputeRunningProcesses, self.handle)
+        return sorted({int(p.pid) for p in procs})
+
+
+# --- one-shot questions (each opens and closes its own session; never raise) ------------------------
+def list_gpus(nvml: Any = None) -> list[GpuInfo]:
+    """Every GPU NVML sees; [] where NVML is not installed, has no driver or fails."""
+    try:
+        with Nvml(nvml) as lib:
+            return lib.inventory()
+    except Exception:
+        return []
+
+
+def gpu_count(nvml: Any = None) -> int:
+    """How many GPUs NVML sees (0 without a driver or nvidia-ml-py)."""
+    try:
+        with Nvml(nvml) as lib:
+            return int(lib.call(lib.module.nvmlDeviceGetCount))
+    except Exception:
+        return 0
+
+
+def gpu_processes(indices: Sequence[int], nvml: Any = None) -> dict[int, list[int]]:
+    """PIDs holding a compute context on each GPU (NVML index -> sorted pids).
+
+    A GPU whose driver answers NOT_SUPPORTED (vGPU, Jetson) or fails is left out: unknown is not
+    "nobody". The PIDs are the driver's: in a container without the host's PID namespace they may
+    name no process visible here.
+    """
+    try:
+        lib = Nvml(nvml)
+    except Exception:
+        return {}
+    out: dict[int, list[int]] = {}
+    with lib:
+        for index in indices:
+            try:
+                handle = lib.call(lib.module.nvmlDeviceGetHandleByIndex, int(index))
+                out[int(index)] = NvidiaGpu(lib, GpuInfo(int(index), "", ""), handle).processes()
+            except DeviceError:
+                continue  # NOT_SUPPORTED, a lost GPU, or bindings without the call
+    return out
+
+
+def cuda_ordinal_to_nvml_index(
+    ordinal: int, env: Mapping[str, str] | None = None, *, nvml: Any = None
+) -> str:
+    """The NVML index ("3") of CUDA device `ordinal` in this process, as a string.
+
+    CUDA numbers the devices CUDA_VISIBLE_DEVICES exposes from 0, so `cuda:1` with
+    CUDA_VISIBLE_DEVICES=2,3 is NVML GPU 3. Index entries need only the environment (pass `env`
+    to test). A UUID entry is turned into its index through NVML (`nvml`, default pynvml); where
+    NVML cannot answer, the UUID itself is returned, which NvmlMeter(gpus=[...]) also accepts.
+    Engines use it to report the device they ran on as "gpu:<index>", the meters' device names.
+    """
+    selector = cuda_ordinal_to_selector(ordinal, env)
+    if selector.isdigit():
+        return selector
+    try:
+        with Nvml(nvml) as lib:
+            return str(resolve_gpu(selector, lib.inventory(), "GPU").index)
+    except Exception:
+        return selector
