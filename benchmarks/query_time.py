@@ -5,7 +5,7 @@
 Without --db (or when the file is missing) the database is generated first with
 benchmarks/make_big_db.py (100,000 runs and 10 million samples by default; about two minutes here).
 Each query is what a screen runs on a refresh, through the same functions (wattlab/app/data.py
-and wattlab.sessions.queries), each opening the file read-only as the console does: the first
+and wattlab.analysis.queries), each opening the file read-only as the console does: the first
 (cold) time and the median of `--repeat` more are reported. The sessions layer's own
 `pareto_runs` is timed too, for comparison with the console's SQL front. Prints one JSON object.
 """
@@ -50,7 +50,7 @@ def main() -> int:
     a = p.parse_args()
 
     from wattlab.app import data
-    from wattlab.sessions.analysis import pareto_runs
+    from wattlab.analysis.front import pareto_runs
     from wattlab.sessions.store import Store
 
     db = Path(a.db) if a.db else Path(f"/tmp/wattlab-bench-{a.runs}-{a.samples}.duckdb")

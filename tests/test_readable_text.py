@@ -18,7 +18,7 @@ from wattlab import cli, cli_views
 from wattlab.columns import fit_columns
 from wattlab.errors import ConfigError
 from wattlab.sessions import commit
-from wattlab.sessions.queries import resolve_id, short_ids
+from wattlab.analysis.queries import resolve_id, short_ids
 from wattlab.sessions.store import Store
 
 # Two sessions with ids as the runner makes them; both have a run 001, so `001` is ambiguous.

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from wattlab.columns import fit_columns
 from wattlab.sessions.events import describe_event, fmt
-from wattlab.sessions.queries import FIGURES, to_jsonable
+from wattlab.analysis.queries import FIGURES, to_jsonable
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -292,7 +292,7 @@ def _table(
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from wattlab.sessions import queries
+    from wattlab.analysis import queries
 
     store = _store(args)
     if args.session:
@@ -440,7 +440,7 @@ def print_run(run: dict[str, Any]) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from wattlab.sessions.queries import get_run
+    from wattlab.analysis.queries import get_run
 
     run = get_run(_store(args), args.run)
     if args.json:
@@ -451,7 +451,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from wattlab.sessions import queries
+    from wattlab.analysis import queries
 
     store = _store(args)
     data = queries.compare_runs(store, args.runs)
@@ -478,7 +478,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from wattlab.sessions.analysis import pareto_runs
+    from wattlab.analysis.front import pareto_runs
 
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     data = pareto_runs(_store(args), objectives, session_id=args.session)
@@ -502,7 +502,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from wattlab.sessions.queries import EXPORT_FORMATS, export
+    from wattlab.analysis.queries import EXPORT_FORMATS, export
 
     # The format follows --out's extension unless --format names one; csv otherwise.
     suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
@@ -514,7 +514,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from wattlab.sessions.readonly_sql import run_read_query
+    from wattlab.analysis.readonly_sql import run_read_query
 
     result = run_read_query(_store(args), args.query)  # read statements only, no file access
     cols, rows = result.columns, result.rows
@@ -572,7 +572,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from wattlab.sessions.report import write_report
+    from wattlab.analysis.report import write_report
 
     store = _store(args)
     session = args.session

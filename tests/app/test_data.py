@@ -9,7 +9,7 @@ import pytest
 
 from wattlab.app import data
 from wattlab.errors import ConfigError, StoreError
-from wattlab.sessions.pareto import pareto_front
+from wattlab.analysis.pareto import pareto_front
 from wattlab.sessions.store import Store
 
 
@@ -58,7 +58,7 @@ def test_pareto_front_matches_the_shared_definition(small_db: Path, x: str, y: s
 
 
 def test_pareto_agrees_with_the_sessions_layer(small_db: Path) -> None:
-    from wattlab.sessions.analysis import pareto_runs
+    from wattlab.analysis.front import pareto_runs
 
     store = Store(small_db)
     ours = data.pareto(store, "j_per_token", "e2e_p50_s")

@@ -11,7 +11,7 @@ from app_helpers import make_app, pilot_test, screen_text, settle, static_catalo
 from textual.widgets import DataTable, Select
 
 from wattlab.app.catalog import StaticCatalog
-from wattlab.sessions.queries import resolve_id
+from wattlab.analysis.queries import resolve_id
 from wattlab.sessions.store import Store
 
 FIX = "pip install 'wattlab[transformers]'"

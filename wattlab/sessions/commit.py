@@ -145,6 +145,7 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
     started: dict[str, dict[str, Any]] = {}
     ended: dict[str, dict[str, Any]] = {}
     idle_w: dict[str, float] = {}
+    not_idle: dict[str, str] = {}
     session_status = None
     ended_at = None
     for ev in spool.events():
@@ -155,6 +156,7 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
             ended[ev["result"]["run_id"]] = ev["result"]
         elif kind == "idle":
             idle_w = ev.get("idle_w", {})
+            not_idle = ev.get("not_idle") or {}  # domains whose baseline was judged busy
         elif kind == "session_end":
             session_status = ev.get("status")
             ended_at = ev.get("ended_at")
@@ -174,7 +176,7 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
         "session_id": session_id,
         "status": session_status or final_status or "interrupted",
         "ended_at": ended_at or session.get("ended_at"),
-        "idle_json": {"idle_w": idle_w},
+        "idle_json": {"idle_w": idle_w, "not_idle": not_idle},
         "spool_dir": str(spool.dir),
     }
     try:

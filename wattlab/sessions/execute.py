@@ -225,10 +225,10 @@ def energy_figures(
 def green_figures(result: dict[str, Any]) -> dict[str, Any]:
     """The Green AI index against the unit reference (quality 1, 1 J/token, 1 s), with its inputs.
 
-    `wattlab report` also shows it against the session's baseline run; see sessions/green_index.py.
+    `wattlab report` also shows it against the session's baseline run; see analysis/green_index.py.
     """
     from wattlab.errors import ConfigError
-    from wattlab.sessions.green_index import GreenInputs, green_index
+    from wattlab.analysis.green_index import GreenInputs, green_index
 
     higher = result.get("quality_metric") != "perplexity"
     try:

@@ -72,7 +72,7 @@ def check_run(spec: RunSpec, cache: dict[tuple[Any, ...], Any] | None = None) ->
     from wattlab import engines
 
     memo: dict[tuple[Any, ...], Any] = {} if cache is None else cache
-    engine = engines.ENGINES.get(spec.engine)
+    engine = engines.registry().get(spec.engine)
     problems: list[Problem] = []
     if engine is None:
         known = ", ".join(engines.engine_names())
@@ -164,7 +164,7 @@ def _task(spec: RunSpec) -> bool:
 
 def _ability_problems(spec: RunSpec, engine: Any, needs_logprobs: bool) -> list[Problem]:
     """What this run asks of an engine that it cannot do (perplexity, beam search, online serving)."""
-    from wattlab.engines import ENGINES
+    from wattlab.engines import registry
 
     needs = set()
     if spec.decoding == "beam":
@@ -177,7 +177,7 @@ def _ability_problems(spec: RunSpec, engine: Any, needs_logprobs: bool) -> list[
         needs.add("logprobs")
     out = []
     for need in sorted(needs - engine.abilities):
-        able = ", ".join(n for n, e in ENGINES.items() if need in e.abilities)
+        able = ", ".join(n for n, e in registry().items() if need in e.abilities)
         what, key = _ABILITIES[need]
         out.append(Problem(f"{spec.engine} has no {what}", f"{what} runs on {able}", key))
     return out
@@ -270,12 +270,12 @@ def _token_problems(spec: RunSpec, kind: str, limits: Any) -> list[Problem]:
 
 
 def _device_problems(spec: RunSpec) -> list[Problem]:
-    from wattlab.engines import nvidia_gpu_count
+    from wattlab.engines import is_served, nvidia_gpu_count
 
     device = spec.device
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         return [Problem(f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N", "device")]
-    if not device.startswith("cuda") or spec.engine == "openai":  # a server's device is its own
+    if not device.startswith("cuda") or is_served(spec.engine):  # a server's device is its own
         return []
     count = nvidia_gpu_count()
     if count == 0:

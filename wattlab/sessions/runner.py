@@ -12,6 +12,7 @@ and the sweep goes on with a fresh worker; Ctrl-C or SIGTERM marks the current r
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import platform
@@ -27,6 +28,7 @@ from wattlab import __version__
 from wattlab.engines.worker import WorkerClient
 from wattlab.errors import EngineCrashed, EngineError, OutOfMemory, StoreError, WattlabError
 from wattlab.meters.timeline import Timeline
+from wattlab.meters.windows import IdleJudgement, judge_idle
 from wattlab.sessions import commit
 from wattlab.sessions.execute import RunContext, base_row, execute_run, failed, utc_now
 from wattlab.sessions.plan import max_batch_per_load, max_tokens_per_load, preflight
@@ -55,6 +57,7 @@ class Runner:
         kind: str = "sweep",
         echo: EventSink | None = None,
         commit_timeout_s: float = 30.0,
+        wait: bool = True,
     ) -> None:
         self.sweep = sweep
         self.settings = sweep.session
@@ -63,6 +66,10 @@ class Runner:
         self.kind = kind
         self.echo = echo
         self.commit_timeout_s = commit_timeout_s  # how long one commit waits for a locked database
+        # Another session measuring on our devices: queue behind it (wait) or refuse (DeviceBusy).
+        self.wait = wait
+        self._locks: Any = None  # sessions.locks.DeviceLocks, from run()
+        self._overlap: Any = None  # sessions.locks.OverlapWatch, once the devices are ours
         self.spool = Spool(self.session_id)
         self.timeline = Timeline(
             power_period_s=1.0 / self.settings.power_hz, counter_period_s=1.0 / self.settings.counter_hz
@@ -70,6 +77,7 @@ class Runner:
         self.results: list[dict[str, Any]] = []
         self.status = "created"  # then running -> finished | interrupted | failed
         self.idle_w: dict[str, float] = {}
+        self.idle_not_idle: dict[str, str] = {}  # domain -> why its baseline was not idle
         self._pending_items: list[dict[str, Any]] = []
         self._pending_runs: list[dict[str, Any]] = []
         self._pending_lock = threading.Lock()
@@ -79,9 +87,14 @@ class Runner:
         self._meterset: Any = None
         self.current_run_id: str | None = None
         self._last_progress = 0.0
+        self._window: tuple[str, int] | None = None  # the engine window in progress: (name, start ns)
         self.carbon: Any = None
         self._max_tokens: dict[tuple[Any, ...], int] = {}
         self._starts: dict[int, int] = {}  # run seq -> times started (a resumed sweep retries)
+        # After run(): "committed" (every row is in DuckDB) or "deferred" (the spool keeps them and
+        # the next command commits them); deferred_reason says why the last commit failed.
+        self.commit_state: str | None = None
+        self.deferred_reason: str | None = None
 
     # --- events -----------------------------------------------------------------------------------
     def event(self, kind: str, **data: Any) -> dict[str, Any]:
@@ -98,6 +111,9 @@ class Runner:
 
     def on_mark(self, name: str, t_ns: int, data: dict[str, Any]) -> None:
         self.timeline.mark(name, run_id=self.current_run_id, t_ns=t_ns, **data)
+        if name.endswith("_start"):
+            self._window = (name.removesuffix("_start"), t_ns)
+            self._last_progress = 0.0  # a window's first tokens are always reported (its phase starts)
         if self._sampler is not None:
             self._sampler.read_counters_now(timeout_s=0.1)
 
@@ -105,7 +121,17 @@ class Runner:
         now = time.monotonic()
         if now - self._last_progress >= 0.25:
             self._last_progress = now
-            self.event("progress", run_id=self.current_run_id, tokens=tokens, t=t_ns)
+            # Token counts restart with each engine window (warmup, then run): name the window, so
+            # the live view never reads the restart as tokens going backwards.
+            window, window_t0 = self._window or (None, None)
+            self.event(
+                "progress",
+                run_id=self.current_run_id,
+                tokens=tokens,
+                t=t_ns,
+                window=window,
+                window_t0=window_t0,
+            )
 
     # --- the session ------------------------------------------------------------------------------
     def session_row(self, status: str) -> dict[str, Any]:
@@ -150,6 +176,12 @@ class Runner:
         Raises ConfigError before anything starts when a run asks an engine for what it cannot do.
         """
         preflight(self.sweep)
+        from wattlab.sessions.locks import DeviceLocks, busy_error, session_devices
+
+        devices = session_devices(s for s, _ in self.sweep.runs)
+        self._locks = DeviceLocks(devices, self.session_id, events_path=self.spool.events_path)
+        if not self.wait and (blockers := self._locks.blockers()):
+            raise busy_error(blockers)  # refused before anything is written
         from wattlab.meters import open_meters
         from wattlab.meters.carbon import resolve_intensity
         from wattlab.meters.sampler import Sampler
@@ -170,6 +202,7 @@ class Runner:
         self.timeline.subscribe(self._on_timeline_item)
         status = "failed"
         try:
+            self._take_devices(session)
             self.carbon = resolve_intensity(
                 country=self.settings.country, fixed_g_per_kwh=self.settings.intensity_g_per_kwh
             )
@@ -193,7 +226,11 @@ class Runner:
                 counter_hz=self.settings.counter_hz,
             ).start()
             self._measure_idle()
-            session["idle_json"] = {"idle_w": self.idle_w, "seconds": self.settings.idle_s}
+            session["idle_json"] = {
+                "idle_w": self.idle_w,
+                "seconds": self.settings.idle_s,
+                "not_idle": self.idle_not_idle,
+            }
             self._commit(session_row=session)
             max_batch = max_batch_per_load(self.sweep.runs)
             self._max_tokens = max_tokens_per_load(self.sweep.runs)
@@ -228,15 +265,49 @@ class Runner:
             self.event("sampler_stats", stats=self._sampler.stats())
         if self._meterset is not None:
             self._meterset.close()
+        if self._locks is not None:
+            self._locks.release()  # the engine is gone: a queued session may take the devices
         ended = utc_now().isoformat()
         self.event("session_end", status=status, ended_at=ended)
         session.update(status=status, ended_at=ended)
         committed = self._commit(session_row=session)
         self.spool.close()
-        if committed and not self._pending_items and not self._pending_runs:
-            self.spool.mark_committed()
-        else:
-            self.spool.mark_runner_done()  # the next wattlab command ingests the spool
+        all_in = committed and not self._pending_items and not self._pending_runs
+        self.commit_state = "committed" if all_in else "deferred"
+        try:
+            if all_in:
+                self.spool.mark_committed()
+            else:
+                self.spool.mark_runner_done()  # the next wattlab command ingests the spool
+        except StoreError as exc:
+            # No marker (a full disk): the next command re-ingests the spool, which is harmless.
+            # The spool is closed, so say it through the echo only.
+            if self.echo:
+                self.echo({"ev": "session_error", "session_id": self.session_id, **exc.as_dict()})
+
+    def _take_devices(self, session: dict[str, Any]) -> None:
+        """Lock the session's devices before its idle baseline. While another session measures on
+        them this one waits with status `queued` (a `queued` event names who is ahead)."""
+        from wattlab.sessions.locks import describe_holder
+        from wattlab.sessions.overlap import OverlapWatch
+
+        locks = self._locks
+
+        def queued(blockers: list[dict[str, Any]]) -> None:
+            self.event(
+                "queued",
+                devices=locks.labels,
+                behind=[b.get("session_id") for b in blockers],
+                reasons=[describe_holder(b) for b in blockers],
+            )
+            if session.get("status") != "queued":
+                session["status"] = "queued"
+                self._commit(session_row=session)  # `wattlab ls` and History show it waiting
+
+        locks.acquire(wait=self.wait, on_queued=queued)
+        session["status"] = "running"
+        self.event("devices_locked", devices=locks.labels, queued_s=round(locks.queued_s, 1))
+        self._overlap = OverlapWatch(locks)
 
     def _measure_idle(self) -> None:
         """Idle baseline per domain: mean power over idle_s with nothing running (W)."""
@@ -252,7 +323,28 @@ class Runner:
             w = self.timeline.window(d.id, start.t_ns, end.t_ns)
             if w.mean_power_w is not None:
                 self.idle_w[d.id] = w.mean_power_w
-        self.event("idle", idle_w=self.idle_w, seconds=idle_s)
+                # A baseline taken on a busy box turns gross energy into a meaningless net: judge it.
+                verdict = self._judge_idle(d.id, start.t_ns, end.t_ns)
+                if verdict.reasons:
+                    self.idle_not_idle[d.id] = "; ".join(verdict.reasons)
+        self.event("idle", idle_w=self.idle_w, seconds=idle_s, not_idle=self.idle_not_idle)
+
+    def _judge_idle(self, domain_id: str, t0: int, t1: int) -> IdleJudgement:
+        """The idle judgement of one domain's readings in [t0, t1] (meters/windows.judge_idle)."""
+        series = self.timeline.series(domain_id)
+        lo, hi = bisect.bisect_left(series.power_t, t0), bisect.bisect_right(series.power_t, t1)
+        latest = self.timeline.latest(domain_id)
+        limit = latest.power_limit_w if latest is not None else None
+        if limit is None:  # the estimate meter's maximum is its TDP
+            domain = self.timeline.domains[domain_id]
+            meters = self._meterset.meters if self._meterset is not None else []
+            limit = next((getattr(m, "tdp_w", None) for m in meters if m.name == domain.meter), None)
+        return judge_idle(
+            domain_id,
+            list(series.power_w[lo:hi]),
+            self.timeline.mean_util(domain_id, t0, t1),
+            limit,
+        )
 
     def _cooldown(self) -> None:
         setting = self.settings.cooldown_s
@@ -315,18 +407,26 @@ class Runner:
         self.current_run_id = run_id
         row = base_row(self.session_id, run_id, seq, spec, repeat)
         self.event(
-            "run_start", run_id=run_id, seq=seq, total=len(self.sweep.runs), label=spec.label(), row=row
+            "run_start",
+            run_id=run_id,
+            seq=seq,
+            total=len(self.sweep.runs),
+            label=spec.label(),
+            row=row,
+            t=time.monotonic_ns(),  # on the samples' clock: the live view's run energy starts here
         )
         ctx = RunContext(
             run_id=run_id,
             spec=spec,
             timeline=self.timeline,
             idle_w=self.idle_w,
+            idle_not_idle=self.idle_not_idle,
             carbon=self.carbon,
             pue=self.settings.pue,
             row=row,
         )
         try:
+            watch = self._overlap.begin() if self._overlap is not None else None
             ctx.worker, ctx.load_info = self._ensure_worker(spec, max_batch)
             self.event(
                 "run_loaded",
@@ -336,6 +436,10 @@ class Runner:
                 reused=ctx.load_info is None,
             )
             result = execute_run(ctx)
+            if watch is not None:
+                charged = str(result.get("energy_domains") or "").split(",")
+                domains = [self.timeline.domains[d] for d in charged if d in self.timeline.domains]
+                result["overlap"] = self._overlap.finish(watch, domains)
         except (KeyboardInterrupt, _Terminated):
             self._drop_worker()
             result = {
@@ -368,7 +472,7 @@ class Runner:
         return result
 
     def _record(self, result: dict[str, Any]) -> None:
-        self.event("run_end", result=result)
+        self.event("run_end", result=result, t=time.monotonic_ns())
 
     # --- committing -------------------------------------------------------------------------------
     def _commit(self, run: dict[str, Any] | None = None, session_row: dict[str, Any] | None = None) -> bool:
@@ -397,8 +501,32 @@ class Runner:
         except (StoreError, OSError, Exception) as exc:  # locked DB, full disk: keep it all for next time
             with self._pending_lock:
                 self._pending_items = items + self._pending_items
-            self.event("commit_deferred", reason=str(exc).splitlines()[0][:300])
+            text = str(exc)
+            self.deferred_reason = (
+                exc.message if isinstance(exc, StoreError) else text.splitlines()[0] if text else repr(exc)
+            )[:300]
+            self.event("commit_deferred", reason=self.deferred_reason)
             return False
+
+    def deferral_note(self) -> str | None:
+        """One line for stderr when the session's rows are not (all) in the database yet: why, where
+        they are kept, and what commits them. None when everything was committed."""
+        if self.commit_state != "deferred":
+            return None
+        reason = self.deferred_reason or "the database could not be written"
+        low = reason.lower()
+        if "locked" in low or "lock on file" in low:
+            when = "once the lock is free"
+        elif "no space" in low or ("disk" in low and "full" in low):
+            when = "once space is freed on that disk"
+        else:
+            when = "once the database can be written"
+        lost = self.spool.unwritten
+        return (
+            f"commit deferred: {reason}; the session is kept in the spool {self.spool.dir} and is "
+            f"committed by the next wattlab command (e.g. `wattlab ls`) {when}"
+            + (f" ({lost} spool lines could not be written to the full disk and are lost)" if lost else "")
+        )
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:

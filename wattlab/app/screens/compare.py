@@ -18,7 +18,7 @@ from wattlab.app import fmt
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
-from wattlab.sessions.queries import short_ids, varying_labels
+from wattlab.analysis.queries import short_ids, varying_labels
 
 HIGHER_IS_BETTER = {
     "throughput_tok_s",
@@ -53,7 +53,7 @@ def delta_markup(figure: str, delta: float | None) -> str:
 
 def compare_cells(result: dict[str, Any]) -> list[list[str]]:
     """Rows of the table: figure label, then each run's value (with method and % delta)."""
-    from wattlab.sessions.queries import FIGURES
+    from wattlab.analysis.queries import FIGURES
 
     labels = {c: (label, unit, method) for c, label, unit, method in FIGURES}
     methods = result.get("methods", {})

@@ -21,7 +21,7 @@ from wattlab.app.data import SORTABLE, RunFilter
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
-from wattlab.sessions.queries import short_ids
+from wattlab.analysis.queries import short_ids
 
 ALL = "__all__"
 # (column key, header) of the runs table; keys in SORTABLE can be sorted on.

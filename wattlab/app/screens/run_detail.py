@@ -65,7 +65,7 @@ def how_obtained(column: str, method_column: str | None, run: dict[str, Any]) ->
 
 def figure_rows(run: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(label, value, how) for each figure the run has, and the labels of those it lacks."""
-    from wattlab.sessions.queries import FIGURES
+    from wattlab.analysis.queries import FIGURES
 
     rows, missing = [], []
     for column, label, unit, method_column in FIGURES:

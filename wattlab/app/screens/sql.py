@@ -1,6 +1,6 @@
 """SQL: a DuckDB query box over the session database (read-only), results in a table, errors inline.
 
-Queries run in a worker through `wattlab.sessions.readonly_sql` (read statements only, no file access),
+Queries run in a worker through `wattlab.analysis.readonly_sql` (read statements only, no file access),
 so a running sweep keeps committing; at most 1,000 rows are fetched (a SELECT over `samples` can be
 millions). While the box has focus it takes every printable key (digits too), so the hint and the
 footer say how to leave it: Esc. A failed query leaves the previous result on screen, dimmed.
@@ -23,7 +23,7 @@ from wattlab.app.modes import SCREENS
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
-from wattlab.sessions.readonly_sql import TABLES
+from wattlab.analysis.readonly_sql import TABLES
 
 EXAMPLE = (
     "SELECT engine, model, quant, batch_size, count(*) AS runs,\n"

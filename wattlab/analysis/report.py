@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.errors import ConfigError
-from wattlab.sessions import queries, svgplot
-from wattlab.sessions.analysis import pareto_runs
+from wattlab.analysis import queries
+from wattlab.sessions import svgplot
+from wattlab.analysis.front import pareto_runs
 from wattlab.sessions.store import Store
 
 SETTINGS = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wattlab.sessions.pareto import pareto_front, parse_objectives
+from wattlab.analysis.pareto import pareto_front, parse_objectives
 from wattlab.sessions.store import Store
 
 ROW_COLUMNS = [
