@@ -212,6 +212,6 @@ def test_attach_replays_a_sessions_events(tmp_path: Path) -> None:
     spool.event("session_end", status="finished")
     spool.close()
     out = wattlab("attach", "s-attach")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # a run failed: exit 1, as the README says
     assert "run 2/2" in out.stderr and "llamacpp m [bs2]" in out.stderr  # user text is not taken as markup
-    assert "failed boom [x]" in out.stderr and "session finished" in out.stderr
+    assert "failed boom [x]" in out.stderr and "session finished with 1 of 2 runs failed" in out.stderr

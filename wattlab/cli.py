@@ -84,6 +84,7 @@ RUN_JSON_KEYS = [
     "green_index",
     "green_index_inputs",
     "flags",
+    "overlap",
     "energy",
 ]
 
@@ -109,6 +110,8 @@ def _add_session_settings(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wattlab.engines import DEFAULT_ENGINE, engine_names  # light: the engines' specs only
+
     parser = argparse.ArgumentParser(
         prog="wattlab",
         description="Measure what LLM inference costs in energy, time and quality. "
@@ -122,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
 
     p = sub.add_parser("run", help="run one configuration and print its figures")
-    p.add_argument("--engine", default="llamacpp", help="transformers | vllm | llamacpp | openai")
+    p.add_argument("--engine", default=DEFAULT_ENGINE, help=" | ".join(engine_names()))
     p.add_argument("--model", default=None, help="catalog name, local path, hub id or random:<arch>")
     p.add_argument("--quant", help="GGUF type (Q4_1, Q8_0, F16...) or dtype (fp32, bf16, fp16)")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
@@ -159,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine option, e.g. n_gpu_layers=99",
     )
     p.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress on stderr (phase, tokens, ETA); errors still show"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="when another session is measuring on these devices, queue behind it (default: refuse)",
+    )
     _add_session_settings(p)
     _add_db(p)
 
@@ -169,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--new", action="store_true", help="start a new session even if an unfinished one exists")
     p.add_argument("--resume", metavar="SESSION", help="resume this session (finished runs are skipped)")
+    p.add_argument("--quiet", action="store_true", help="no progress display; the summary line still prints")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="refuse, instead of queueing, when another session is measuring on these devices",
+    )
     _add_db(p)
 
     p = sub.add_parser("attach", help="follow a running session (default: the newest)")
@@ -197,14 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
 
     p = sub.add_parser("export", help="write runs (or another table) as csv, parquet or json")
-    p.add_argument("--format", default="csv", choices=["csv", "parquet", "json"])
+    p.add_argument(
+        "--format", choices=["csv", "parquet", "json"], help="default: --out's extension, else csv"
+    )
     p.add_argument("--table", default="runs")
     p.add_argument("--session")
-    p.add_argument("--out", help="output file (default: wattlab-<table>.<format>)")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="output file; its folder must exist; never a .duckdb file (default: ./wattlab-<table>.<format>)",
+    )
     _add_db(p)
 
-    p = sub.add_parser("sql", help="run a read-only SQL query on the database")
-    p.add_argument("query")
+    p = sub.add_parser(
+        "sql",
+        help="run one read-only query (SELECT, WITH, SHOW, DESCRIBE...) on the database; no file access",
+    )
+    p.add_argument("query", help="one read statement; writing files is `wattlab export`'s job")
     p.add_argument("--json", action="store_true")
     _add_db(p)
 
@@ -225,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("_runner")  # the detached sweep process; no help, so it stays unlisted
     p.add_argument("file")
     p.add_argument("--session", required=True)
+    p.add_argument("--no-wait", action="store_true")
     _add_db(p)
     return parser
 
@@ -245,6 +272,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from wattlab.sessions.plan import preflight
     from wattlab.sessions.runner import Runner
     from wattlab.sessions.spec import DEFAULT_MODEL, SessionSettings, Sweep, make_spec
     from wattlab.sessions.store import Store
@@ -289,22 +317,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         tdp_w=args.tdp_w,
     )
     sweep = Sweep(session=settings, runs=[(spec, 0)], source="wattlab run")
-    echo = None
-    if not args.json:
-        from wattlab.cli_views import event_printer
+    preflight(sweep)  # bad input is refused here: no session, no idle baseline, nothing recorded
+    from wattlab.cli_views import SweepProgress
 
-        echo = event_printer()
-    results = Runner(sweep, store=Store(args.db), kind="run", echo=echo).run()
+    # Progress (phase, tokens, ETA) goes to stderr, so stdout stays pure JSON with --json.
+    progress = SweepProgress(1, single=True, quiet=args.quiet)
+    runner = Runner(sweep, store=Store(args.db), kind="run", echo=progress.on_event, wait=args.wait)
+    with progress:
+        results = runner.run()
+    note = runner.deferral_note()  # a locked database defers the commit: say so, even with --json
+    if note:
+        print(note, file=sys.stderr)
     if not results:
         print("interrupted before the run started", file=sys.stderr)
         return 1
     result = results[-1]
     if args.json:
-        from wattlab.sessions.queries import to_jsonable
+        from wattlab.analysis.queries import to_jsonable
 
         out = {k: result.get(k) for k in RUN_JSON_KEYS}
         # `quality` is every metric of the task ({metric: value}); `quality_metric` names the primary one.
         out["quality"] = result.get("quality_metrics")
+        out["commit"] = runner.commit_state  # "committed", or "deferred" to the next command
         print(json.dumps(to_jsonable(out), default=str))
     else:
         from wattlab.cli_views import print_run
@@ -314,13 +348,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from wattlab.sessions.plan import preflight
     from wattlab.sessions.runner import Runner, new_session_id
     from wattlab.sessions.spec import load_sweep
     from wattlab.sessions.store import Store
 
     sweep = load_sweep(args.file)
+    # Refused here, in the foreground (also for --detach): before any database, session or spool.
+    preflight(sweep)
     store = Store(args.db)
     session_id = args.resume
+    if session_id is not None:
+        from wattlab.sessions.spool import Spool
+
+        if Spool(session_id).runner_alive():
+            from wattlab.errors import ConfigError
+
+            raise ConfigError(
+                f"session {session_id} is still running: its runner is at work",
+                fix=f"follow it with `wattlab attach {session_id}`, or stop it before resuming it",
+            )
     if session_id is None and not args.new:
         session_id = _unfinished_session(store, sweep.hash())
         if session_id:
@@ -328,41 +375,65 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 f"resuming unfinished session {session_id} (finished runs are skipped; --new starts afresh)"
             )
     session_id = session_id or new_session_id()
+    if args.no_wait:  # refused here, in the foreground, also for --detach
+        from wattlab.sessions.locks import DeviceLocks, busy_error, session_devices
+
+        blockers = DeviceLocks(session_devices(s for s, _ in sweep.runs), session_id).blockers()
+        if blockers:
+            raise busy_error(blockers)
     if args.detach:
         from wattlab.sessions.launch import start_detached
 
-        log = start_detached(args.file, session_id=session_id, db=args.db)
+        log = start_detached(args.file, session_id=session_id, db=args.db, no_wait=args.no_wait)
         print(f"session {session_id}: {len(sweep.runs)} runs started in the background")
         print(f"follow it: wattlab attach {session_id}   (log: {log})")
         return 0
-    from wattlab.cli_views import SweepProgress
+    from wattlab.cli_views import SweepProgress, session_summary
 
-    runner = Runner(sweep, store=store, session_id=session_id)
-    with SweepProgress(len(sweep.runs)) as progress:
+    runner = Runner(sweep, store=store, session_id=session_id, wait=not args.no_wait)
+    with SweepProgress(len(sweep.runs), quiet=args.quiet) as progress:
         runner.echo = progress.on_event
         results = runner.run()
     failed = [r for r in results if r.get("status") != "finished"]
-    print(f"session {session_id} {runner.status}: {len(results) - len(failed)} finished, {len(failed)} not")
+    print(f"session {session_id} " + session_summary(runner.status, len(sweep.runs), len(failed)))
+    note = runner.deferral_note()
+    if note:
+        print(note, file=sys.stderr)
     return 1 if failed or runner.status != "finished" else 0
 
 
 def _unfinished_session(store: Any, sweep_hash: str) -> str | None:
+    """The newest unfinished session of this sweep, unless its runner is still at work (running or
+    queued): launching the same file twice makes a second session, never two runners on one."""
+    from wattlab.sessions.spool import Spool
+
     rows = store.query(
         "SELECT session_id FROM sessions WHERE sweep_hash = ? AND status <> 'finished' "
         "ORDER BY created_at DESC LIMIT 1",
         [sweep_hash],
     )[1]
-    return rows[0][0] if rows else None
+    return rows[0][0] if rows and not Spool(rows[0][0]).runner_alive() else None
 
 
 def cmd_runner(args: argparse.Namespace) -> int:
+    from wattlab.sessions.launch import log_printer
     from wattlab.sessions.runner import Runner
     from wattlab.sessions.spec import load_sweep
     from wattlab.sessions.store import Store
 
-    runner = Runner(load_sweep(args.file), store=Store(args.db), session_id=args.session)
+    # stdout is the session's log file (start_detached): the runner's progress goes there, flushed.
+    echo = log_printer()
+    runner = Runner(
+        load_sweep(args.file), store=Store(args.db), session_id=args.session, echo=echo, wait=not args.no_wait
+    )
     results = runner.run()
-    return 0 if runner.status == "finished" and all(r.get("status") == "finished" for r in results) else 1
+    failed = [r for r in results if r.get("status") != "finished"]
+    print(f"session {args.session} {runner.status}: {len(results) - len(failed)} finished, {len(failed)} not")
+    note = runner.deferral_note()
+    if note:
+        print(note)
+    sys.stdout.flush()
+    return 0 if runner.status == "finished" and not failed else 1
 
 
 def cmd_console(args: argparse.Namespace) -> int:

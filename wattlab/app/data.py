@@ -4,7 +4,7 @@ Every function runs in a worker thread, opens the database briefly read-only (th
 committing) and returns plain data. History and Pareto are written for a database of 100,000 runs
 and 10 million samples (benchmarks/query_time.py): one connection per refresh, filters and sorting
 in SQL with parameters, a bounded number of rows fetched, and the 2-objective Pareto front computed
-in SQL with the exact rule of `wattlab.sessions.pareto._front_2d` (the tests check both agree).
+in SQL with the exact rule of `wattlab.analysis.pareto._front_2d` (the tests check both agree).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattlab.errors import ConfigError, StoreError
-from wattlab.sessions.queries import RUN_SUMMARY_COLUMNS
+from wattlab.analysis.queries import RUN_SUMMARY_COLUMNS
 from wattlab.sessions.store import Store
 
 # Columns the History table can sort by (its column key -> SQL expression).
@@ -137,7 +137,7 @@ class _OneConnection:
 
 def run_detail(store: Store, run_id: str) -> dict[str, Any]:
     """Everything the detail screen shows: the run, its energy rows, quality and power timeline."""
-    from wattlab.sessions.queries import get_run, run_power_timeline
+    from wattlab.analysis.queries import get_run, run_power_timeline
 
     with store.reader() as con:
         one: Any = _OneConnection(con)
@@ -153,7 +153,7 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
 
 def compare(store: Store, run_ids: list[str]) -> dict[str, Any]:
     """compare_runs plus the method columns of each run, so every energy figure keeps its method."""
-    from wattlab.sessions.queries import FIGURES, compare_runs
+    from wattlab.analysis.queries import FIGURES, compare_runs
 
     method_columns = sorted({m for *_, m in FIGURES if m})
     with store.reader() as con:
@@ -291,10 +291,17 @@ def sessions_with_runs(store: Store, limit: int = 100) -> list[tuple[str, str]]:
 
 
 # --- Launch: how long will it take ------------------------------------------------------------------
-# Output tokens per second for one stream when the database has nothing to go on. Deliberately
-# round, and always shown as a rough guess.
-GUESS_TOK_S = {"llamacpp": 40.0, "transformers": 15.0, "vllm": 60.0, "openai": 30.0}
+# Output tokens per second for one stream when the database has nothing to go on: each engine's
+# spec (guess_tok_s) says. Deliberately round, and always shown as a rough guess.
 GUESS_LOAD_S = 5.0
+
+
+def guess_tok_s(engine: str) -> float:
+    """The engine's spec's guess at one stream's output tokens/s (20 for an unknown engine)."""
+    from wattlab.engines import registry
+
+    spec = registry().get(engine)
+    return spec.guess_tok_s if spec else 20.0
 
 
 def estimate(
@@ -338,7 +345,7 @@ def estimate(
         elif related:
             tok_s = sum(v[0] for v in related) / len(related)
         else:
-            tok_s = GUESS_TOK_S.get(r["engine"], 20.0) * max(1.0, r["batch_size"] ** 0.5)
+            tok_s = guess_tok_s(r["engine"]) * max(1.0, r["batch_size"] ** 0.5)
         measured += bool(exact or related)
         guessed += not (exact or related)
         requests = r.get("requests") or r["batch_size"]
@@ -354,7 +361,7 @@ def estimate(
     elif measured == 0:
         basis = (
             "rough guess: no similar runs in the database yet (assumes "
-            + ", ".join(f"{GUESS_TOK_S.get(e, 20.0):g} tok/s on {e}" for e in sorted({k[0] for k in keys}))
+            + ", ".join(f"{guess_tok_s(e):g} tok/s on {e}" for e in sorted({k[0] for k in keys}))
             + f" per stream, {GUESS_LOAD_S:g} s per model load)"
         )
     else:
@@ -366,7 +373,7 @@ def estimate(
 def sql(store: Store, text: str, max_rows: int = 1000) -> dict[str, Any]:
     """A user's query through the one guarded path (read statements only, no file access), at most
     `max_rows` rows fetched (a SELECT over samples can be 10M). Errors are StoreError."""
-    from wattlab.sessions.readonly_sql import run_read_query
+    from wattlab.analysis.readonly_sql import run_read_query
 
     started = time.perf_counter()
     result = run_read_query(store, text, max_rows=max_rows)

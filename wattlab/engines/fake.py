@@ -44,11 +44,12 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from wattlab import __version__
 from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
+from wattlab.engines.specs import fake as _spec
 from wattlab.errors import ConfigError, EngineError, OutOfMemory
 
 SPECIALS = {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2}
@@ -166,11 +167,7 @@ class _Seq:
 
 
 class FakeEngine(Engine):
-    name: ClassVar[str] = "fake"
-    SUPPORTS_ONLINE: ClassVar[bool] = True
-    SUPPORTS_BEAM: ClassVar[bool] = False
-    SUPPORTS_SAMPLING: ClassVar[bool] = True
-    SUPPORTS_LOGPROBS: ClassVar[bool] = True
+    SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)

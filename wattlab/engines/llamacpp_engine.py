@@ -20,7 +20,7 @@ import importlib.metadata
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import llama_cpp as lc
 import numpy as np
@@ -29,6 +29,7 @@ from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
 from wattlab.engines.gguf_meta import read_metadata
 from wattlab.engines.llamacpp_log import clear_log, quiet_llama_logs, recent_log
+from wattlab.engines.specs import llamacpp as _spec
 from wattlab.errors import EngineError, ModelError, OutOfMemory
 
 
@@ -48,11 +49,7 @@ class _Slot:
 
 
 class LlamaCppEngine(Engine):
-    name: ClassVar[str] = "llamacpp"
-    SUPPORTS_ONLINE: ClassVar[bool] = True
-    SUPPORTS_BEAM: ClassVar[bool] = False
-    SUPPORTS_SAMPLING: ClassVar[bool] = True
-    SUPPORTS_LOGPROBS: ClassVar[bool] = True
+    SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)

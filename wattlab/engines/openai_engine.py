@@ -25,10 +25,11 @@ import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from typing import Any
 
 from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
+from wattlab.engines.specs import openai as _spec
 from wattlab.errors import EngineError
 
 
@@ -82,11 +83,7 @@ class _Http:
 
 
 class OpenAIEngine(Engine):
-    name: ClassVar[str] = "openai"
-    SUPPORTS_ONLINE: ClassVar[bool] = True
-    SUPPORTS_BEAM: ClassVar[bool] = False
-    SUPPORTS_SAMPLING: ClassVar[bool] = True
-    SUPPORTS_LOGPROBS: ClassVar[bool] = False
+    SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)

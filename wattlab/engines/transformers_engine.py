@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import torch
 import transformers
@@ -33,6 +33,7 @@ from transformers import (
 from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
 from wattlab.engines.bytetok import ByteTokenizer
+from wattlab.engines.specs import transformers as _spec
 from wattlab.errors import EngineError, ModelError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -106,11 +107,7 @@ class _StepClock(StoppingCriteria):
 
 
 class TransformersEngine(Engine):
-    name: ClassVar[str] = "transformers"
-    SUPPORTS_ONLINE: ClassVar[bool] = True
-    SUPPORTS_BEAM: ClassVar[bool] = True
-    SUPPORTS_SAMPLING: ClassVar[bool] = True
-    SUPPORTS_LOGPROBS: ClassVar[bool] = True
+    SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)

@@ -24,13 +24,14 @@ import importlib.metadata
 import os
 import time
 from collections import deque
-from typing import Any, ClassVar
+from typing import Any
 
 import psutil
 
 from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
 from wattlab.engines.bytetok import ByteTokenizer
+from wattlab.engines.specs import vllm as _spec
 from wattlab.errors import EngineError, ModelError
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -45,11 +46,7 @@ def _is_cpu_build() -> bool:
 
 
 class VllmEngine(Engine):
-    name: ClassVar[str] = "vllm"
-    SUPPORTS_ONLINE: ClassVar[bool] = True
-    SUPPORTS_BEAM: ClassVar[bool] = True
-    SUPPORTS_SAMPLING: ClassVar[bool] = True
-    SUPPORTS_LOGPROBS: ClassVar[bool] = True
+    SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
         super().__init__(config)

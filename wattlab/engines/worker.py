@@ -106,12 +106,7 @@ class _Worker:
             "version": cls.version(),
             "devices": engine.devices(),
             "eos": list(engine.eos_token_ids),
-            "caps": {
-                "online": cls.SUPPORTS_ONLINE,
-                "beam": cls.SUPPORTS_BEAM,
-                "sampling": cls.SUPPORTS_SAMPLING,
-                "logprobs": cls.SUPPORTS_LOGPROBS,
-            },
+            "caps": cls.capabilities(),
             "params": getattr(engine, "num_parameters", None),
             "variant": cfg.variant,
             "path": cfg.path,

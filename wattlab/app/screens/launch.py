@@ -155,7 +155,7 @@ class LaunchScreen(LabScreen):
             select.set_options([("not available", "")])
             self._error(found, source="variants")
         else:
-            own = " (file's own)" if engine == "llamacpp" else ""
+            own = " (file's own)" if _file_type_first(engine) else ""
             select.set_options([(v + (own if i == 0 else ""), v) for i, v in enumerate(found)])
             select.value = found[0]
             self._error(None, source="variants")
@@ -350,3 +350,11 @@ class LaunchScreen(LabScreen):
 
     def action_blur(self) -> None:
         self.set_focus(None)
+
+
+def _file_type_first(engine: str) -> bool:
+    """Whether the engine's first variant is the model file's own type (GGUF engines, by their spec)."""
+    from wattlab.engines import registry
+
+    spec = registry().get(engine)
+    return spec is not None and spec.model_kind == "gguf"

@@ -21,11 +21,11 @@ from wattlab.app.data import OBJECTIVES
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.app.widgets.scatter import ScatterData, ScatterPlot, ScatterPoint, group_colors, group_markers
+from wattlab.engines import display_order
 from wattlab.errors import WattlabError
-from wattlab.sessions.queries import short_ids
+from wattlab.analysis.queries import short_ids
 
 ALL = "__all__"
-ENGINE_ORDER = ("llamacpp", "transformers", "vllm", "openai")
 
 
 class ParetoScreen(LabScreen):
@@ -151,7 +151,7 @@ class ParetoScreen(LabScreen):
         ox, oy = result["x"], result["y"]
         engines = sorted(
             {p[0] for p in result["points"]} | {r["engine"] for r in result["front"]},
-            key=lambda e: (ENGINE_ORDER.index(e) if e in ENGINE_ORDER else 99, e),
+            key=display_order,  # each engine's spec says where it goes
         )
         log_x, log_y = (result["log_x"], result["log_y"]) if self.log_auto else (False, False)
         points = [ScatterPoint(float(x), float(y), engine) for engine, x, y in result["points"]]
