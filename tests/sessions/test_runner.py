@@ -262,7 +262,7 @@ def test_an_engine_crash_fails_one_run_and_the_sweep_goes_on(tmp_path: Path) -> 
     while time.monotonic() < deadline and not killed:
         for child in psutil.Process(proc.pid).children(recursive=True):
             try:
-                if "wattlab.engines.worker" in " ".join(child.cmdline()):
+                if "wattlab.sessions.worker" in " ".join(child.cmdline()):
                     spools = sorted((Path(os.environ["WATTLAB_HOME"]) / "spool").iterdir())
                     evs = spool_events(spools[-1].name)
                     if any(e.get("ev") == "progress" for e in evs):

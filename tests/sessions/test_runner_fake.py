@@ -63,7 +63,7 @@ def worker_children() -> list[psutil.Process]:
     out = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "wattlab.engines.worker" in " ".join(child.cmdline()):
+            if "wattlab.sessions.worker" in " ".join(child.cmdline()):
                 out.append(child)
         except psutil.Error:
             continue

@@ -1,6 +1,6 @@
 """The Engine contract: one adapter per inference backend, all measured the same way.
 
-An engine lives in a worker subprocess of the runner (see engines/worker.py). It receives token
+An engine lives in a worker subprocess of the runner (see sessions/worker.py). It receives token
 ids, never text to template: wattlab applies one chat template itself (engines/chat.py) and
 tokenizes with the model's tokenizer, so the same prompt is the same ids on every engine.
 

@@ -200,7 +200,7 @@ class WorkerClient:
         self._from_worker, from_worker_w = os.pipe()
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wattlab.engines.worker", str(to_worker_r), str(from_worker_w)],
+            [sys.executable, "-m", "wattlab.sessions.worker", str(to_worker_r), str(from_worker_w)],
             pass_fds=(to_worker_r, from_worker_w),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
