@@ -7,9 +7,9 @@
     the error each gives for cut or corrupt files, import cost.
 (b) Console charts: TimeChart (600 points, 80x10 cells) and ScatterPlot (200 points) vs
     textual-plotext (plotext) drawing the same data: render cost per 4 Hz frame, text to segments.
-(c) Report plots: wattlab.sessions.svgplot vs matplotlib's SVG backend: time per plot, bytes,
+(c) Report plots: wattlab.analysis.svgplot vs matplotlib's SVG backend: time per plot, bytes,
     import cost, install size.
-(d) Power-law fit: wattlab.sessions.scaling.fit_power_law vs numpy.polyfit on logs and
+(d) Power-law fit: wattlab.analysis.scaling.fit_power_law vs numpy.polyfit on logs and
     scipy.optimize.curve_fit: exponent and R² on synthetic laws with noise; degenerate inputs.
 
 The alternatives are timed interleaved in one process (round robin, order rotated each round) and
@@ -504,7 +504,7 @@ def bench_svg(rounds: int) -> dict[str, Any]:
     }
     imp = import_costs(
         {
-            "ours": ("", "import wattlab.sessions.svgplot"),
+            "ours": ("", "import wattlab.analysis.svgplot"),
             "matplotlib_svg": (
                 "",
                 "import matplotlib; matplotlib.use('svg'); from matplotlib.figure import Figure; "
@@ -534,7 +534,7 @@ def _r2_log(x: Any, y: Any, a: float, b: float) -> float:
 def _fits(x: list[float], y: list[float]) -> dict[str, Any]:
     import numpy as np
 
-    from wattlab.sessions.scaling import fit_power_law
+    from wattlab.analysis.scaling import fit_power_law
 
     out: dict[str, Any] = {}
 
@@ -599,7 +599,7 @@ def _quiet_stdout() -> Any:
 def bench_fit(rounds: int) -> dict[str, Any]:
     import numpy as np
 
-    from wattlab.sessions.scaling import fit_power_law
+    from wattlab.analysis.scaling import fit_power_law
 
     res: dict[str, Any] = {"numpy_version": np.__version__}
     if installed("scipy"):
@@ -662,7 +662,7 @@ def bench_fit(rounds: int) -> dict[str, Any]:
     }
     t = interleaved(timers, rounds, inner=200)
     res["fit_us_n6"] = {k: round(v * 1e6, 1) for k, v in t.items()}
-    snippets = {"ours": ("", "import wattlab.sessions.scaling"), "numpy": ("", "import numpy")}
+    snippets = {"ours": ("", "import wattlab.analysis.scaling"), "numpy": ("", "import numpy")}
     if installed("scipy"):
         snippets["scipy.optimize"] = ("", "import scipy.optimize")
     imp = import_costs(snippets, 3)

@@ -57,7 +57,7 @@ def test_unknown_task_lists_the_known_ones() -> None:
 def test_importing_tasks_loads_no_metric_library_or_engine() -> None:
     code = (
         "import sys, wattlab.workloads.tasks as t, wattlab.analysis.pareto, wattlab.analysis.green_index, "
-        "wattlab.sessions.scaling\n"
+        "wattlab.analysis.scaling\n"
         "t.list_tasks(); t.get_task('sentiment')\n"
         "heavy = ['rouge_score', 'sacrebleu', 'nltk', 'datasets', 'torch', 'vllm', 'llama_cpp']\n"
         "print([m for m in heavy if m in sys.modules])"

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.errors import ConfigError
-from wattlab.analysis import queries
-from wattlab.sessions import svgplot
+from wattlab.analysis import queries, svgplot
 from wattlab.analysis.front import pareto_runs
 from wattlab.sessions.store import Store
 
@@ -342,7 +341,7 @@ def _log_fits(values: list[float]) -> bool:
 
 
 def scaling_blocks(configs: list[Config]) -> list[tuple[str, Any]]:
-    from wattlab.sessions.scaling import fit_power_law
+    from wattlab.analysis.scaling import fit_power_law
 
     sized = [(float(p), c) for c in configs if (p := c.runs[0].get("params"))]
     if len({p for p, _ in sized}) < 3:

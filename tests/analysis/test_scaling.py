@@ -7,7 +7,7 @@ import math
 import pytest
 
 from wattlab.errors import ConfigError
-from wattlab.sessions.scaling import fit_power_law, fit_power_law_rows
+from wattlab.analysis.scaling import fit_power_law, fit_power_law_rows
 
 
 def test_recovers_an_exact_power_law() -> None:
