@@ -355,6 +355,12 @@ class LiveTail:
         while len(self._speed_pts) > 2 and t - self._speed_pts[1][0] >= SPEED_WINDOW_S * NS:
             self._speed_pts.popleft()
 
+    @property
+    def runner_started(self) -> bool:
+        """The session's runner has written its identity (False while a launch is still starting;
+        always True for the box monitor)."""
+        return self.spool is None or self.spool.runner_identity() is not None
+
     # --- the snapshot -----------------------------------------------------------------------------
     def poll(self) -> LiveSnapshot:
         if self.spool is None and self._rotated():
@@ -536,4 +542,5 @@ def live_sessions(root: Path | None = None) -> list[str]:
     """Sessions whose runner is alive now, newest first."""
     from wattlab.sessions.spool import list_spools
 
-    return [s.session_id for s in reversed(list_spools(root)) if s.runner_alive() and not s.committed]
+    # committed first: a committed spool needs no process check
+    return [s.session_id for s in reversed(list_spools(root)) if not s.committed and s.runner_alive()]

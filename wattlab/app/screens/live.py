@@ -185,8 +185,7 @@ class LiveScreen(LabScreen):
                         else LiveTail(monitor_file=Path(target.key))
                     )
                     self._tail_key = (target.kind, target.key)
-                if target.kind == "session":
-                    started = (self._tail.spool.dir / "runner.json").exists()
+                started = self._tail.runner_started
                 snapshot = self._tail.poll()
         except Exception as exc:  # a torn file or a vanished spool: say so, keep polling
             error = f"{type(exc).__name__}: {exc}"

@@ -58,10 +58,10 @@ def log_text(line: str) -> Text:
 
 
 def live_session_ids() -> list[str]:
-    """Sessions whose runner is alive, newest first (committed spools skip the process check)."""
-    from wattlab.sessions.spool import list_spools
+    """Sessions whose runner is alive, newest first (asked of the live tail's module)."""
+    from wattlab.sessions.live import live_sessions
 
-    return [s.session_id for s in reversed(list_spools()) if not s.committed and s.runner_alive()]
+    return live_sessions()
 
 
 def session_entries(limit: int = 50) -> list[SessionEntry]:
