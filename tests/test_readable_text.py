@@ -15,10 +15,11 @@ import pytest
 from rich.console import Console
 
 from wattlab import cli, cli_views
+from wattlab.analysis.queries import resolve_id, short_ids
 from wattlab.columns import fit_columns
 from wattlab.errors import ConfigError
 from wattlab.sessions import commit
-from wattlab.analysis.queries import resolve_id, short_ids
+from wattlab.sessions.result import RunResult
 from wattlab.sessions.store import Store
 
 # Two sessions with ids as the runner makes them; both have a run 001, so `001` is ambiguous.
@@ -198,14 +199,15 @@ def test_run_summary_keeps_the_brackets_of_a_fix(
     with pytest.raises(WattlabError) as err:
         get_engine_class("transformers")
     cli_views.print_run(
-        {
-            "run_id": "r1",
-            "status": "failed",
-            "engine": "transformers",
-            "model": "m[1]",
-            "error": err.value.message,
-            "error_fix": err.value.fix,
-        }
+        RunResult(
+            run_id="r1",
+            session_id="s1",
+            status="failed",
+            engine="transformers",
+            model="m[1]",
+            error=err.value.message,
+            error_fix=err.value.fix,
+        )
     )
     out = capsys.readouterr().out
     assert f"fix: {transformers_missing}" in out and "m[1]" in out

@@ -79,6 +79,7 @@ RUN_JSON_KEYS = [
     "peak_power_w",
     "util_mean_pct",
     "peak_mem_mib",
+    "peak_mem_kind",
     "quality",
     "quality_metric",
     "green_index",
@@ -335,16 +336,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         from wattlab.analysis.queries import to_jsonable
 
-        out = {k: result.get(k) for k in RUN_JSON_KEYS}
+        out = {k: result[k] for k in RUN_JSON_KEYS}
         # `quality` is every metric of the task ({metric: value}); `quality_metric` names the primary one.
-        out["quality"] = result.get("quality_metrics")
+        out["quality"] = result.quality_metrics
         out["commit"] = runner.commit_state  # "committed", or "deferred" to the next command
         print(json.dumps(to_jsonable(out), default=str))
     else:
         from wattlab.cli_views import print_run
 
         print_run(result)
-    return 0 if result.get("status") == "finished" else 1
+    return 0 if result.status == "finished" else 1
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -394,7 +395,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     with SweepProgress(len(sweep.runs), quiet=args.quiet) as progress:
         runner.echo = progress.on_event
         results = runner.run()
-    failed = [r for r in results if r.get("status") != "finished"]
+    failed = [r for r in results if r.status != "finished"]
     print(f"session {session_id} " + session_summary(runner.status, len(sweep.runs), len(failed)))
     note = runner.deferral_note()
     if note:
@@ -427,7 +428,7 @@ def cmd_runner(args: argparse.Namespace) -> int:
         load_sweep(args.file), store=Store(args.db), session_id=args.session, echo=echo, wait=not args.no_wait
     )
     results = runner.run()
-    failed = [r for r in results if r.get("status") != "finished"]
+    failed = [r for r in results if r.status != "finished"]
     print(f"session {args.session} {runner.status}: {len(results) - len(failed)} finished, {len(failed)} not")
     note = runner.deferral_note()
     if note:

@@ -24,19 +24,19 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from wattlab.analysis.queries import FIGURES, to_jsonable
 from wattlab.columns import fit_columns
 from wattlab.sessions.events import describe_event, fmt
-from wattlab.analysis.queries import FIGURES, to_jsonable
+from wattlab.sessions.result import RunResult
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
 def _store(args: argparse.Namespace) -> Any:
+    from wattlab.errors import StoreError
     from wattlab.sessions.commit import recover
     from wattlab.sessions.store import Store
-
-    from wattlab.errors import StoreError
 
     store = Store(getattr(args, "db", None))
     try:
@@ -385,17 +385,21 @@ SESSION_DROP_ORDER = (
 )
 
 
-def print_run(run: dict[str, Any]) -> None:
-    what = f"{run.get('engine')} {run.get('model')} {run.get('quant') or ''}"
-    head = f"run {run.get('run_id')}: {run.get('status')}  {what}"
+def print_run(run: RunResult) -> None:
+    what = f"{run.engine} {run.model} {run.quant or ''}"
+    head = f"run {run.run_id}: {run.status}  {what}"
     console.print(f"[bold]{escape(head)}[/]")  # data and fix text are escaped: `[extra]` must survive
-    if run.get("error"):
+    if run.error:
         console.print(
-            f"[red]{escape(str(run['error']))}[/]"
-            + (f"\n  fix: {escape(str(run['error_fix']))}" if run.get("error_fix") else "")
+            f"[red]{escape(str(run.error))}[/]"
+            + (f"\n  fix: {escape(str(run.error_fix))}" if run.error_fix else "")
         )
-    if run.get("overlap"):  # other work shared the run's devices while it measured
-        console.print(Text(f"overlap: {run['overlap']} (its energy includes that work)", style="yellow"))
+    spec = run.spec_json if isinstance(run.spec_json, dict) else {}
+    options = {k: v for k, v in (spec.get("options") or {}).items() if k not in ("tokenizer", "derive_from")}
+    if options:  # the engine options it ran with (the levers a GPU study sweeps)
+        console.print(escape("options: " + " ".join(f"{k}={json.dumps(v)}" for k, v in options.items())))
+    if run.overlap:  # other work shared the run's devices while it measured
+        console.print(Text(f"overlap: {run.overlap} (its energy includes that work)", style="yellow"))
     from wattlab.sessions.figures import figure_method, net_notes, net_row_notes
 
     t = Table("figure", "value", "how obtained")
@@ -408,7 +412,7 @@ def print_run(run: dict[str, Any]) -> None:
         how = ", ".join([figure_method(col, method_col, run), *(n for n in notes if n != "below idle")])
         t.add_row(label, Text(value), Text(how))
     console.print(t)
-    if run.get("energy"):
+    if run.energy:
         e = Table(
             "window",
             "domain",
@@ -420,7 +424,7 @@ def print_run(run: dict[str, Any]) -> None:
             "flags",
             title="energy by window and domain",
         )
-        for r in run["energy"]:
+        for r in run.energy:
             e.add_row(
                 *map(
                     Text,
@@ -444,7 +448,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     run = get_run(_store(args), args.run)
     if args.json:
-        print(json.dumps(to_jsonable(run), default=str))
+        print(json.dumps(to_jsonable(run.as_dict()), default=str))
     else:
         print_run(run)
     return 0
@@ -481,7 +485,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     from wattlab.analysis.front import pareto_runs
 
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
-    data = pareto_runs(_store(args), objectives, session_id=args.session)
+    # The table shows the front only; --json keeps every placed run (`points`) as before.
+    data = pareto_runs(_store(args), objectives, session_id=args.session, points=bool(args.json))
     if args.json:
         print(json.dumps(to_jsonable(data), default=str))
         return 0

@@ -241,14 +241,15 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner without an engine: each run 'finishes' at once with a figure; commits wait 0.3 s."""
     from wattlab.sessions.execute import base_row, utc_now
+    from wattlab.sessions.result import RunResult
     from wattlab.sessions.runner import Runner
 
-    def one_run(self: Runner, seq: int, spec: Any, repeat: int, max_batch: int) -> dict[str, Any]:
+    def one_run(self: Runner, seq: int, spec: Any, repeat: int, max_batch: int) -> RunResult:
         run_id = f"{self.session_id}-{seq:03d}"
         row = base_row(self.session_id, run_id, seq, spec, repeat)
         total = len(self.sweep.runs)
-        self.event("run_start", run_id=run_id, seq=seq, total=total, label=spec.label(), row=row)
-        result = {**row, "status": "finished", "ended_at": utc_now().isoformat(), "energy_j": 1.5}
+        self.event("run_start", run_id=run_id, seq=seq, total=total, label=spec.label(), row=row.as_dict())
+        result = row.replace(status="finished", ended_at=utc_now().isoformat(), energy_j=1.5)
         self._record(result)
         return result
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.errors import ConfigError, StoreError
+from wattlab.sessions.result import RunResult
 from wattlab.sessions.store import Store
 
 RUN_SUMMARY_COLUMNS = [
@@ -200,20 +201,20 @@ def latest_session(store: Store) -> str | None:
     return rows[0][0] if rows else None
 
 
-def get_run(store: Store, run_id: str) -> dict[str, Any]:
+def get_run(store: Store, run_id: str) -> RunResult:
+    """One whole run (`wattlab show`, the run detail screen): its row, energy rows and quality rows.
+    Its request rows are left out (large; the requests table has them)."""
     run_id = resolve_id(store, "runs", "run_id", run_id)
-    rows = store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])
-    run = rows[0]
-    run["energy"] = store.query_dicts(
+    row = store.query_dicts("SELECT * FROM runs WHERE run_id = ?", [run_id])[0]
+    energy = store.query_dicts(
         "SELECT * EXCLUDE (run_id, session_id) FROM run_energy WHERE run_id = ? "
         "ORDER BY window_name, domain_id",
         [run_id],
     )
-    run["quality_metrics"] = {
-        r["metric"]: r["value"]
-        for r in store.query_dicts("SELECT metric, value FROM quality WHERE run_id = ?", [run_id])
-    }
-    return run
+    quality = store.query_dicts(
+        "SELECT * EXCLUDE (run_id, session_id) FROM quality WHERE run_id = ? ORDER BY metric", [run_id]
+    )
+    return RunResult.from_row(row, energy=energy, quality_detail=quality)
 
 
 def run_power_timeline(store: Store, run_id: str, margin_s: float = 1.0) -> list[dict[str, Any]]:

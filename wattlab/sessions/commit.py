@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import duckdb
 
 from wattlab.errors import StoreError
 from wattlab.meters.base import _SHORT_NAMES
+from wattlab.sessions.result import RunResult
 from wattlab.sessions.spool import Spool, disk_error, list_spools
 from wattlab.sessions.store import Store
 
@@ -39,10 +40,21 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def _insert_dicts(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
-    """Insert rows given as dicts; keys that are not columns are ignored."""
+    """Insert rows given as dicts. A key that is not a column of `table` is an error naming both:
+    schema drift must not lose data silently (a key meant to stay out is removed by the caller)."""
     if not rows:
         return
-    cols = [c for c in _columns(con, table) if any(c in r for r in rows)]
+    known = _columns(con, table)
+    for r in rows:
+        unknown = sorted(set(r) - set(known))
+        if unknown:
+            raise StoreError(
+                f"cannot insert into {table}: no column {', '.join(map(repr, unknown))}",
+                fix="a wattlab bug (the schema and the code differ): please report it; "
+                "the spool keeps everything measured",
+                title="Schema mismatch",
+            )
+    cols = [c for c in known if any(c in r for r in rows)]
     data = {}
     import numpy as np
 
@@ -71,25 +83,26 @@ def write_domains(
     con: duckdb.DuckDBPyConnection, session_id: str, domains: list[dict[str, Any]], idle_w: dict[str, float]
 ) -> None:
     con.execute("DELETE FROM domains WHERE session_id = ?", [session_id])
-    rows = [
-        {**d, "domain_id": d["id"], "session_id": session_id, "idle_power_w": idle_w.get(d["id"])}
-        for d in domains
-    ]
+    rows = []
+    for d in domains:
+        fields = {k: v for k, v in d.items() if k != "id"}  # a Domain's `id` is the table's domain_id
+        rows.append(
+            {**fields, "domain_id": d["id"], "session_id": session_id, "idle_power_w": idle_w.get(d["id"])}
+        )
     _insert_dicts(con, "domains", rows)
 
 
-def write_run(con: duckdb.DuckDBPyConnection, result: dict[str, Any]) -> None:
-    """A run's row and its energy, request and quality rows (replacing any earlier version)."""
-    run_id = result["run_id"]
+def write_run(con: duckdb.DuckDBPyConnection, result: RunResult | Mapping[str, Any]) -> None:
+    """A run's row and its energy, request and quality rows (replacing any earlier version).
+
+    A plain mapping (scripts, tests) is made a RunResult first: an unknown key is an error."""
+    if not isinstance(result, RunResult):
+        result = RunResult.from_dict(result)
     for table in ("runs", "run_energy", "requests", "quality"):
-        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-    row = {k: v for k, v in result.items() if k not in ("energy", "requests_detail", "quality_detail")}
-    row["result_json"] = {k: v for k, v in result.items() if k != "requests_detail"}
-    _insert_dicts(con, "runs", [row])
-    extra = {"run_id": run_id, "session_id": result["session_id"]}
-    _insert_dicts(con, "run_energy", [{**r, **extra} for r in result.get("energy") or []])
-    _insert_dicts(con, "requests", [{**r, **extra} for r in result.get("requests_detail") or []])
-    _insert_dicts(con, "quality", [{**r, **extra} for r in result.get("quality_detail") or []])
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [result.run_id])
+    _insert_dicts(con, "runs", [result.to_row()])
+    for table, rows in result.detail_rows().items():
+        _insert_dicts(con, table, rows)
 
 
 def write_timeline_items(
@@ -143,7 +156,7 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
     session = spool.session()
     session_id = spool.session_id
     started: dict[str, dict[str, Any]] = {}
-    ended: dict[str, dict[str, Any]] = {}
+    ended: dict[str, RunResult] = {}
     idle_w: dict[str, float] = {}
     not_idle: dict[str, str] = {}
     session_status = None
@@ -153,7 +166,8 @@ def ingest_spool(store: Store, spool: Spool, *, final_status: str | None = None)
         if kind == "run_start":
             started[ev["run_id"]] = ev
         elif kind == "run_end":
-            ended[ev["result"]["run_id"]] = ev["result"]
+            result = RunResult.from_spool(ev["result"])
+            ended[result.run_id] = result
         elif kind == "idle":
             idle_w = ev.get("idle_w", {})
             not_idle = ev.get("not_idle") or {}  # domains whose baseline was judged busy
@@ -212,7 +226,7 @@ def _write_session_rows(
     session: dict[str, Any],
     domains: dict[str, dict[str, Any]],
     idle_w: dict[str, float],
-    ended: dict[str, dict[str, Any]],
+    ended: dict[str, RunResult],
     started: dict[str, dict[str, Any]],
     interrupted: list[str],
 ) -> None:
@@ -229,17 +243,17 @@ def _write_session_rows(
                 write_run(con, result)
             for rid in interrupted:
                 ev = started[rid]
+                row = ev.get("row")
+                begun = RunResult.from_spool(row) if row else RunResult(run_id=rid, session_id=session_id)
                 write_run(
                     con,
-                    {
-                        **(ev.get("row") or {}),
-                        "run_id": rid,
-                        "session_id": session_id,
-                        "status": "interrupted",
-                        "error": "the runner stopped before this run finished "
-                        "(killed, crashed or power lost)",
-                        "error_fix": "rerun the sweep: finished runs are kept and skipped",
-                    },
+                    begun.replace(
+                        run_id=rid,
+                        session_id=session_id,
+                        status="interrupted",
+                        error="the runner stopped before this run finished (killed, crashed or power lost)",
+                        error_fix="rerun the sweep: finished runs are kept and skipped",
+                    ),
                 )
             if spool.timeline_path.exists():
                 _ingest_timeline_file(con, session_id, str(spool.timeline_path))

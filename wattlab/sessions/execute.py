@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wattlab.engines.base import Completion
-from wattlab.engines.worker import WorkerClient
 from wattlab.errors import ConfigError, WattlabError
 from wattlab.meters.timeline import Timeline
 from wattlab.meters.windows import NS
 from wattlab.sessions import figures
+from wattlab.sessions.result import RunResult
 from wattlab.sessions.spec import RunSpec
+from wattlab.sessions.worker import WorkerClient
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RunContext:
     idle_w: dict[str, float]
     carbon: Any  # wattlab.meters.carbon.CarbonIntensity
     pue: float
-    row: dict[str, Any]
+    row: RunResult  # the run's settings (base_row): execute_run adds the figures
     worker: WorkerClient | None = None
     load_info: dict[str, Any] | None = None  # set when this run loaded the engine
     idle_not_idle: dict[str, str] = field(default_factory=dict)  # domain -> why its baseline was busy
@@ -58,18 +59,20 @@ def _window_bounds(timeline: Timeline, run_id: str, name: str) -> tuple[int, int
     return starts[-1].t_ns, ends[-1].t_ns
 
 
-def execute_run(ctx: RunContext) -> dict[str, Any]:
+def execute_run(ctx: RunContext) -> RunResult:
+    """Run one measured run; its RunResult, built once from the figures gathered here."""
     spec, worker, timeline = ctx.spec, ctx.worker, ctx.timeline
     assert worker is not None
     info = worker.info
+    # The figures gathered so far, by RunResult field name; the RunResult is made from them at the end.
     result: dict[str, Any] = {
-        **ctx.row,
+        **ctx.row.as_dict(),
         "engine_version": info.get("version"),
         "devices": ",".join(info.get("devices") or ["cpu"]),
         "params": info.get("params"),
         "worker_reused": ctx.load_info is None,
         # What actually ran: the catalog's default variant when none was asked for (Q4_1, bf16...).
-        "quant": ctx.row.get("quant") or info.get("variant"),
+        "quant": ctx.row.quant or info.get("variant"),
     }
     domains = figures.attributed_domains(timeline.domains.values(), info.get("devices") or ["cpu"])
     timeout = spec.timeout_s
@@ -144,6 +147,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     else:
         result.update(figures.latency_figures(completions, t0, t1))
     result["peak_mem_mib"] = out.get("peak_mem_mib")
+    result["peak_mem_kind"] = out.get("peak_mem_kind")  # gpu | gpu-device | host | engine (peakmem.py)
 
     energy_rows += figures.windows_energy(timeline, domains, "measured", [(t0, t1)], ctx.idle_w)
     steady = figures.steady_interval(completions)
@@ -170,7 +174,7 @@ def execute_run(ctx: RunContext) -> dict[str, Any]:
     result["flags"] = ",".join(flags)
     result["status"] = "finished"
     result["ended_at"] = utc_now().isoformat()
-    return result
+    return RunResult.from_dict(result)
 
 
 def energy_figures(
@@ -227,8 +231,8 @@ def green_figures(result: dict[str, Any]) -> dict[str, Any]:
 
     `wattlab report` also shows it against the session's baseline run; see analysis/green_index.py.
     """
-    from wattlab.errors import ConfigError
     from wattlab.analysis.green_index import GreenInputs, green_index
+    from wattlab.errors import ConfigError
 
     higher = result.get("quality_metric") != "perplexity"
     try:
@@ -306,48 +310,47 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def base_row(session_id: str, run_id: str, seq: int, spec: RunSpec, repeat: int) -> dict[str, Any]:
-    """The run's settings as a runs-table row (figures are added when it finishes)."""
-    return {
-        "run_id": run_id,
-        "session_id": session_id,
-        "seq": seq,
-        "run_key": spec.key(repeat),
-        "status": "running",
-        "started_at": utc_now().isoformat(),
-        "engine": spec.engine,
-        "model": spec.model,
-        "quant": spec.quant,
-        "device": spec.device,
-        "mode": spec.mode,
-        "workload": "task" if (spec.task or spec.task_file) else spec.workload,
-        "task": spec.task or (os.path.basename(spec.task_file) if spec.task_file else None),
-        "batch_size": spec.batch_size,
-        "input_tokens": spec.input_tokens,
-        "output_tokens": spec.output_tokens_or_default
-        if not (spec.task or spec.task_file)
-        else spec.output_tokens,
-        "requests": spec.n_requests,
-        "rate": spec.rate,
-        "burstiness": spec.burstiness,
-        "max_concurrency": spec.max_concurrency,
-        "decoding": spec.decoding,
-        "temperature": spec.temperature,
-        "top_p": spec.top_p,
-        "top_k": spec.top_k,
-        "num_beams": spec.num_beams,
-        "seed": spec.seed,
-        "repeat": repeat,
-        "spec_json": spec.as_dict(),
-    }
+def base_row(session_id: str, run_id: str, seq: int, spec: RunSpec, repeat: int) -> RunResult:
+    """The run's settings as a `running` RunResult (figures are added when it finishes)."""
+    is_task = bool(spec.task or spec.task_file)
+    return RunResult(
+        run_id=run_id,
+        session_id=session_id,
+        seq=seq,
+        run_key=spec.key(repeat),
+        status="running",
+        started_at=utc_now().isoformat(),
+        engine=spec.engine,
+        model=spec.model,
+        quant=spec.quant,
+        device=spec.device,
+        mode=spec.mode,
+        workload="task" if is_task else spec.workload,
+        task=spec.task or (os.path.basename(spec.task_file) if spec.task_file else None),
+        batch_size=spec.batch_size,
+        input_tokens=spec.input_tokens,
+        output_tokens=spec.output_tokens if is_task else spec.output_tokens_or_default,
+        requests=spec.n_requests,
+        rate=spec.rate,
+        burstiness=spec.burstiness,
+        max_concurrency=spec.max_concurrency,
+        decoding=spec.decoding,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        top_k=spec.top_k,
+        num_beams=spec.num_beams,
+        seed=spec.seed,
+        repeat=repeat,
+        spec_json=spec.as_dict(),
+    )
 
 
-def failed(row: dict[str, Any], exc: WattlabError) -> dict[str, Any]:
-    return {
-        **row,
-        "status": "failed",
-        "error": exc.message,
-        "error_fix": exc.fix,
-        "error_title": exc.title,
-        "ended_at": utc_now().isoformat(),
-    }
+def failed(row: RunResult, exc: WattlabError) -> RunResult:
+    """A run that failed: its settings, the reason and the fix."""
+    return row.replace(
+        status="failed",
+        error=exc.message,
+        error_fix=exc.fix,
+        error_title=exc.title,
+        ended_at=utc_now().isoformat(),
+    )

@@ -25,16 +25,17 @@ from collections.abc import Callable
 from typing import Any
 
 from wattlab import __version__
-from wattlab.engines.worker import WorkerClient
 from wattlab.errors import EngineCrashed, EngineError, OutOfMemory, StoreError, WattlabError
 from wattlab.meters.timeline import Timeline
 from wattlab.meters.windows import IdleJudgement, judge_idle
 from wattlab.sessions import commit
 from wattlab.sessions.execute import RunContext, base_row, execute_run, failed, utc_now
 from wattlab.sessions.plan import max_batch_per_load, max_tokens_per_load, preflight
+from wattlab.sessions.result import RunResult
 from wattlab.sessions.spec import RunSpec, Sweep
 from wattlab.sessions.spool import Spool
 from wattlab.sessions.store import Store
+from wattlab.sessions.worker import WorkerClient
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -74,12 +75,12 @@ class Runner:
         self.timeline = Timeline(
             power_period_s=1.0 / self.settings.power_hz, counter_period_s=1.0 / self.settings.counter_hz
         )
-        self.results: list[dict[str, Any]] = []
+        self.results: list[RunResult] = []
         self.status = "created"  # then running -> finished | interrupted | failed
         self.idle_w: dict[str, float] = {}
         self.idle_not_idle: dict[str, str] = {}  # domain -> why its baseline was not idle
         self._pending_items: list[dict[str, Any]] = []
-        self._pending_runs: list[dict[str, Any]] = []
+        self._pending_runs: list[RunResult] = []
         self._pending_lock = threading.Lock()
         self._worker: WorkerClient | None = None
         self._worker_n = 0
@@ -170,7 +171,7 @@ class Runner:
                 self._starts[ev["seq"]] = self._starts.get(ev["seq"], 0) + 1
         return keys
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self) -> list[RunResult]:
         """Execute every run of the sweep. Returns the run results (also in the database).
 
         Raises ConfigError before anything starts when a run asks an engine for what it cannot do.
@@ -399,7 +400,7 @@ class Runner:
             self._worker.close(timeout_s=1)
             self._worker = None
 
-    def _one_run(self, seq: int, spec: RunSpec, repeat: int, max_batch: int) -> dict[str, Any]:
+    def _one_run(self, seq: int, spec: RunSpec, repeat: int, max_batch: int) -> RunResult:
         # A retry after an interruption or failure gets its own id, so the earlier record is kept.
         attempt = self._starts.get(seq, 0) + 1
         self._starts[seq] = attempt
@@ -412,7 +413,7 @@ class Runner:
             seq=seq,
             total=len(self.sweep.runs),
             label=spec.label(),
-            row=row,
+            row=row.as_dict(),
             t=time.monotonic_ns(),  # on the samples' clock: the live view's run energy starts here
         )
         ctx = RunContext(
@@ -437,17 +438,16 @@ class Runner:
             )
             result = execute_run(ctx)
             if watch is not None:
-                charged = str(result.get("energy_domains") or "").split(",")
+                charged = str(result.energy_domains or "").split(",")
                 domains = [self.timeline.domains[d] for d in charged if d in self.timeline.domains]
-                result["overlap"] = self._overlap.finish(watch, domains)
+                result = result.replace(overlap=self._overlap.finish(watch, domains))
         except (KeyboardInterrupt, _Terminated):
             self._drop_worker()
-            result = {
-                **row,
-                "status": "interrupted",
-                "error": "stopped by the user (Ctrl-C or SIGTERM)",
-                "ended_at": utc_now().isoformat(),
-            }
+            result = row.replace(
+                status="interrupted",
+                error="stopped by the user (Ctrl-C or SIGTERM)",
+                ended_at=utc_now().isoformat(),
+            )
             self._record(result)
             self.results.append(result)
             self._pending_runs.append(result)  # committed with the session's last commit
@@ -471,11 +471,11 @@ class Runner:
         self.current_run_id = None
         return result
 
-    def _record(self, result: dict[str, Any]) -> None:
-        self.event("run_end", result=result, t=time.monotonic_ns())
+    def _record(self, result: RunResult) -> None:
+        self.event("run_end", result=result.as_dict(), t=time.monotonic_ns())
 
     # --- committing -------------------------------------------------------------------------------
-    def _commit(self, run: dict[str, Any] | None = None, session_row: dict[str, Any] | None = None) -> bool:
+    def _commit(self, run: RunResult | None = None, session_row: dict[str, Any] | None = None) -> bool:
         """One short transaction: the run (and any earlier uncommitted ones) plus pending samples."""
         with self._pending_lock:
             items, self._pending_items = self._pending_items, []
