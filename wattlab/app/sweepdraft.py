@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.errors import ConfigError
-from wattlab.sessions.spec import RunSpec, SessionSettings, Sweep, dump_sweep, make_spec, toml_value
+from wattlab.sessions.spec import (
+    RunSpec,
+    SessionSettings,
+    Sweep,
+    dump_sweep,
+    make_spec,
+    toml_value,
+    with_options,
+)
 
 _DEFAULTS: dict[str, Any] = {
     f.name: (f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
@@ -62,7 +70,7 @@ class SweepDraft:
         for combo in itertools.product(*(axes[n] for n in names)):
             point = dict(zip(names, combo, strict=True))
             try:
-                spec = make_spec({**fixed, **point})
+                spec = make_spec(with_options(fixed, point))  # options.<name> axes join `options`
             except ConfigError as exc:
                 where = ", ".join(f"{k} {v}" for k, v in point.items() if len(axes[k]) > 1)
                 raise ConfigError(

@@ -189,6 +189,17 @@ class NvidiaGpu(GPU):
         procs = self._lib.call(self._nvml.nvmlDeviceGetComputeRunningProcesses, self.handle)
         return sorted({int(p.pid) for p in procs})
 
+    def process_memory(self) -> dict[int, int]:
+        """Device memory (bytes) each compute process holds on this GPU, by the driver's PID.
+        Processes whose memory the driver does not report (usedGpuMemory None: MIG, WDDM) are left out."""
+        procs = self._lib.call(self._nvml.nvmlDeviceGetComputeRunningProcesses, self.handle)
+        out: dict[int, int] = {}
+        for p in procs:
+            used = getattr(p, "usedGpuMemory", None)
+            if used is not None:
+                out[int(p.pid)] = out.get(int(p.pid), 0) + int(used)
+        return out
+
 
 # --- one-shot questions (each opens and closes its own session; never raise) ------------------------
 def list_gpus(nvml: Any = None) -> list[GpuInfo]:

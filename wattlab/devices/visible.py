@@ -63,6 +63,18 @@ def cuda_ordinal_to_selector(ordinal: int, env: Mapping[str, str] | None = None)
     return selectors[ordinal]
 
 
+def visible_cuda_count(nvml_count: int, env: Mapping[str, str] | None = None) -> int:
+    """How many GPUs CUDA exposes to processes started with this environment: NVML's count, cut
+    down by CUDA_VISIBLE_DEVICES (entries naming no GPU NVML has are not counted)."""
+    environ = os.environ if env is None else env
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return nvml_count
+    selectors, _ = parse_cuda_visible_devices(value)
+    indices = [s for s in selectors if s.isdigit()]
+    return sum(1 for s in indices if int(s) < nvml_count) + len(selectors) - len(indices)
+
+
 def amd_visible_selectors(env: Mapping[str, str] | None = None) -> tuple[list[str] | None, list[str]]:
     """amdsmi selectors (indices or GPU- UUIDs) the ROCm runtime exposes, or None for all; and notes.
 

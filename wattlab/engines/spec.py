@@ -23,17 +23,74 @@ MODEL_KINDS = ("gguf", "hf", "served", "fake")
 DEVICES = ("auto", "cpu", "gpu")
 
 
+OPTION_DEVICES = ("cpu", "gpu")
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One engine knob (EngineConfig.options): its name, Python type and meaning.
 
-    internal: set by the catalog itself, not offered to users.
+    internal:   set by the catalog itself, not offered to users.
+    choices:    the values allowed (empty: any value of `type`).
+    min, max:   the allowed range of a number (inclusive; None: unbounded).
+    devices:    where it applies, a subset of OPTION_DEVICES: set on another device, the preflight
+                refuses the run instead of letting the engine ignore or reject it.
+    gpu_values: values of `choices` that only work on a GPU (flash_attention_2).
+    needs:      (value, module) pairs: that value needs that module importable (flash_attn).
+    default:    what the engine does when it is not set, as the console shows it (None: unset).
     """
 
     name: str
     type: type
     help: str
     internal: bool = False
+    choices: tuple[Any, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    devices: tuple[str, ...] = OPTION_DEVICES
+    gpu_values: tuple[Any, ...] = ()
+    needs: tuple[tuple[Any, str], ...] = ()
+    default: Any = None
+
+    def __post_init__(self) -> None:
+        if not set(self.devices) <= set(OPTION_DEVICES) or not self.devices:
+            raise ValueError(f"option {self.name}: devices must be a non-empty subset of {OPTION_DEVICES}")
+        if not set(self.gpu_values) <= set(self.choices):
+            raise ValueError(f"option {self.name}: gpu_values must be among its choices")
+
+    def problems(self, value: Any, device: str | None = None) -> list[str]:
+        """What is wrong with `value` (type already checked) on `device` ("cpu" | "gpu" | None:
+        unknown yet), one sentence each; [] when it is fine."""
+        out: list[str] = []
+        if self.choices and value not in self.choices:
+            out.append(f"{self.name} = {value!r} is not one of {', '.join(map(str, self.choices))}")
+        if self.min is not None and value < self.min:
+            out.append(f"{self.name} = {value!r} is below its minimum {_num(self.min)}")
+        if self.max is not None and value > self.max:
+            out.append(f"{self.name} = {value!r} is above its maximum {_num(self.max)}")
+        if device == "cpu" and "cpu" not in self.devices:
+            out.append(f"{self.name} applies only on a GPU, and this run is on the CPU")
+        elif device == "cpu" and value in self.gpu_values:
+            out.append(f"{self.name} = {value!r} works only on a GPU, and this run is on the CPU")
+        if device == "gpu" and "gpu" not in self.devices:
+            out.append(f"{self.name} applies only on the CPU, and this run is on a GPU")
+        return out
+
+    def describe(self) -> str:
+        """Its allowed values, for help and the console: "eager | sdpa", "1..", "0.05..1"."""
+        if self.choices:
+            return " | ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in self.choices)
+        if self.type is bool:
+            return "true | false"
+        if self.min is not None or self.max is not None:
+            lo = "" if self.min is None else _num(self.min)
+            hi = "" if self.max is None else _num(self.max)
+            return f"{lo}..{hi}"
+        return self.type.__name__
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 # Options every engine accepts (the catalog sets the internal ones).
@@ -114,4 +171,12 @@ class EngineSpec:
         return self.model_kind == "hf"
 
 
-__all__ = ["ABILITIES", "COMMON_OPTIONS", "DTYPE_VARIANTS", "GGUF_VARIANTS", "EngineSpec", "Option"]
+__all__ = [
+    "ABILITIES",
+    "COMMON_OPTIONS",
+    "DTYPE_VARIANTS",
+    "GGUF_VARIANTS",
+    "OPTION_DEVICES",
+    "EngineSpec",
+    "Option",
+]

@@ -117,6 +117,8 @@ class TransformersEngine(Engine):
         self._eos: tuple[int, ...] = ()
         self._pad = 0
         self._peak_rss = 0.0
+        self._static = False
+        self._compile = False
         self.num_parameters: int | None = None
 
     @classmethod
@@ -178,6 +180,13 @@ class TransformersEngine(Engine):
                 fix="check that the directory is a complete checkpoint (config.json + weights)",
             ) from exc
         self.model.eval()
+        opts = self.config.options
+        self._static = opts.get("cache_implementation") == "static"
+        self._compile = bool(opts.get("torch_compile", False))
+        if self._compile and not self._static:
+            # Dynamic cache: compile the whole forward with dynamic shapes (prefill and decode alike).
+            # With a static cache, transformers compiles the decode step itself (_generation_config).
+            self.model.forward = torch.compile(self.model.forward, dynamic=True)
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         eos = getattr(self.tokenizer, "eos_token_id", None)
         self._eos = (int(eos),) if eos is not None else ()
@@ -330,7 +339,28 @@ class TransformersEngine(Engine):
             eos_token_id=list(self._eos) or None,
             pad_token_id=self._pad,
             use_cache=True,
+            **self._cache_settings(),
         )
+
+    def _cache_settings(self) -> dict[str, Any]:
+        """The KV cache and compile settings of generate (cache_implementation, torch_compile).
+
+        A static cache is sized for the load's longest sequence, so warmup and measured runs share
+        one shape and the compiled decode step is not recompiled inside the measured window.
+        Without torch_compile, transformers' own auto-compile of static caches is turned off, so the
+        two levers stay separate."""
+        if not self._static:
+            return {"disable_compile": True} if not self._compile else {}
+        from transformers import CompileConfig
+
+        out: dict[str, Any] = {"cache_implementation": "static", "max_cache_len": self.config.max_tokens}
+        if not self._compile:
+            out["disable_compile"] = True
+            return out
+        compile_config = CompileConfig(mode="reduce-overhead" if self.device.type == "cuda" else "default")
+        compile_config._compile_all_devices = True  # transformers compiles only on accelerators otherwise
+        out["compile_config"] = compile_config
+        return out
 
     # --- perplexity -----------------------------------------------------------------------------
     def prompt_logprobs(self, ids: list[int]) -> list[float]:

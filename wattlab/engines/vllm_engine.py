@@ -90,14 +90,19 @@ class VllmEngine(Engine):
             "skip_tokenizer_init": tokenizer_source == "bytes",
             "dtype": DTYPES[self.config.variant],
             "max_model_len": self.config.max_tokens,
-            "max_num_seqs": self.config.max_batch,
+            "max_num_seqs": int(opts.get("max_num_seqs", self.config.max_batch)),
             "tensor_parallel_size": int(opts.get("tensor_parallel_size", 1)),
+            "pipeline_parallel_size": int(opts.get("pipeline_parallel_size", 1)),
             "gpu_memory_utilization": float(opts.get("gpu_memory_utilization", self._default_memory_share())),
             "enforce_eager": bool(opts.get("enforce_eager", self._on_cpu)),
             "enable_prefix_caching": bool(opts.get("enable_prefix_caching", False)),
             "load_format": opts.get("load_format", "dummy" if self.config.fmt == "random" else "auto"),
             "seed": 0,
         }
+        # Left to vLLM's own defaults unless set: they differ between versions and devices.
+        for name in ("kv_cache_dtype", "enable_chunked_prefill", "max_num_batched_tokens"):
+            if name in opts:
+                kwargs[name] = opts[name]
         try:
             from vllm import LLM
 
@@ -396,15 +401,17 @@ class VllmEngine(Engine):
     def devices(self) -> list[str]:
         if self._on_cpu:
             return ["cpu"]
-        tp = int(self.config.options.get("tensor_parallel_size", 1))
+        opts = self.config.options
+        n = int(opts.get("tensor_parallel_size", 1)) * int(opts.get("pipeline_parallel_size", 1))
         first = int(self.config.device.split(":")[1]) if ":" in self.config.device else 0
-        return [_common.gpu_device_id(first + k) for k in range(tp)]
+        return [_common.gpu_device_id(first + k) for k in range(n)]
 
     def peak_memory_mib(self) -> float | None:
-        """CPU: peak resident memory of this process and vLLM's engine processes (MiB).
+        """CPU: peak resident memory of this process and vLLM's engine processes (MiB), sampled at
+        load and after each run (the runner's sampler, sessions/peakmem.py, watches during it).
 
-        GPU: None; vLLM reserves gpu_memory_utilization of the device at start, so that share is
-        its footprint whatever the run does.
+        GPU: None here: vLLM's memory is in its engine processes, which the runner's sampler reads
+        through NVML per process (it reserves gpu_memory_utilization of the device at start).
         """
         return self._peak_mib if self._on_cpu else None
 

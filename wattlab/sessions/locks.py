@@ -96,7 +96,11 @@ def _spec_devices(spec: Any, inventory: list[Any], nvml: Any) -> list[Device]:
         return [HOST]
     first = int(device.split(":")[1]) if ":" in device else 0
     try:
-        shards = max(1, int((spec.options or {}).get("tensor_parallel_size", 1)))
+        opts = spec.options or {}
+        # tensor x pipeline parallel: every shard holds a GPU
+        shards = max(1, int(opts.get("tensor_parallel_size", 1))) * max(
+            1, int(opts.get("pipeline_parallel_size", 1))
+        )
     except (TypeError, ValueError):
         shards = 1  # the engine's own option check names a bad value
     out = []

@@ -194,16 +194,13 @@ _ABILITIES = {
 def _model_problems(spec: RunSpec, kind: str, memo: dict[tuple[Any, ...], Any]) -> list[Problem]:
     """Model found, variant allowed, options known, and the run's tokens fit the model."""
     from wattlab.engines import models
-    from wattlab.engines import options as engine_options
 
     out: list[Problem] = []
-    opts = _once(
-        memo,
-        ("options", spec.engine, _json(spec.options)),
-        lambda: engine_options.validate(spec.engine, dict(spec.options)),
-    )
-    if isinstance(opts, WattlabError):
-        out.append(Problem(opts.message, opts.fix, "options"))
+    found = _once(memo, ("options", spec.engine, spec.device, _json(spec.options)), lambda: _options(spec))
+    if isinstance(found, WattlabError):
+        out.append(Problem(found.message, found.fix, "options"))
+    else:
+        out += found
     allowed = _once(
         memo, ("variants", spec.engine, spec.model), lambda: models.variants(spec.model, spec.engine)
     )
@@ -227,6 +224,100 @@ def _model_problems(spec: RunSpec, kind: str, memo: dict[tuple[Any, ...], Any]) 
         return [*out, Problem(limits.message, limits.fix, "model")]
     out += _token_problems(spec, kind, limits)
     return out
+
+
+def run_device_kind(spec: RunSpec) -> str | None:
+    """Where the run's engine will run: "cpu", "gpu", or None where the engine decides (llama.cpp
+    on `auto`) or the device is a server's."""
+    from wattlab.engines import is_served
+    from wattlab.engines.models import default_device
+
+    if is_served(spec.engine):
+        return None
+    device = default_device(spec.engine) if spec.device == "auto" else spec.device
+    return "gpu" if device.startswith("cuda") else "cpu" if device == "cpu" else None
+
+
+def _options(spec: RunSpec) -> list[Problem]:
+    """Every problem of the run's engine options: names, types, values, ranges and devices (from
+    the engine's spec), and what they ask of this box and of the run (GPUs, batch sizes)."""
+    from wattlab.engines import options as engine_options
+
+    device = run_device_kind(spec)
+    out = [
+        Problem(err.message, err.fix, _option_key(spec, err.message))
+        for err in engine_options.problems(spec.engine, dict(spec.options), device)
+    ]
+    if any(" must be " in p.text for p in out):  # the cross-checks below need well-typed values
+        return out
+    opts = spec.options
+    tp, pp = int(opts.get("tensor_parallel_size", 1)), int(opts.get("pipeline_parallel_size", 1))
+    if device == "gpu" and tp * pp > 1:
+        out += _gpu_count_problems(spec, tp, pp)
+    width = max(spec.batch_size, spec.max_concurrency or 0)
+    seqs = opts.get("max_num_seqs")
+    if seqs is not None and seqs < width:
+        out.append(
+            Problem(
+                f"max_num_seqs = {seqs} is smaller than the run's batch of {width}: vLLM would queue "
+                "the rest, so the run would not measure the batch it names",
+                f"use max_num_seqs >= {width}, or batch_size <= {seqs}",
+                "options.max_num_seqs",
+            )
+        )
+    tokens = opts.get("max_num_batched_tokens")
+    if tokens is not None:
+        if tokens < max(seqs or 0, width):
+            out.append(
+                Problem(
+                    f"max_num_batched_tokens = {tokens} is below max_num_seqs ({max(seqs or 0, width)}); "
+                    "vLLM refuses that",
+                    f"use max_num_batched_tokens >= {max(seqs or 0, width)}",
+                    "options.max_num_batched_tokens",
+                )
+            )
+        longest = spec.input_tokens + spec.output_tokens_or_default
+        if opts.get("enable_chunked_prefill") is False and tokens < longest:
+            out.append(
+                Problem(
+                    f"max_num_batched_tokens = {tokens} is below the run's sequence of {longest} tokens "
+                    "while enable_chunked_prefill is false; vLLM refuses that",
+                    f"use max_num_batched_tokens >= {longest}, or enable_chunked_prefill = true",
+                    "options.max_num_batched_tokens",
+                )
+            )
+    return out
+
+
+def _option_key(spec: RunSpec, message: str) -> str:
+    """The sweep field a message about an option points at: options.<name> where it names one."""
+    for name in sorted(spec.options, key=len, reverse=True):
+        if f"{name} " in message or f"{name!r}" in message:
+            return f"options.{name}"
+    return "options"
+
+
+def _gpu_count_problems(spec: RunSpec, tp: int, pp: int) -> list[Problem]:
+    from wattlab.devices.visible import visible_cuda_count
+    from wattlab.engines import nvidia_gpu_count
+
+    nvml = nvidia_gpu_count()
+    if nvml == 0:  # the device check already says this box has no GPU
+        return []
+    visible = visible_cuda_count(nvml)
+    first = int(spec.device.split(":")[1]) if spec.device.startswith("cuda:") else 0
+    if tp * pp <= visible - first:
+        return []
+    where = f"from cuda:{first} " if first else ""
+    return [
+        Problem(
+            f"tensor_parallel_size x pipeline_parallel_size = {tp} x {pp} = {tp * pp} GPUs, but "
+            f"{visible - first} are visible {where}(NVML and CUDA_VISIBLE_DEVICES)",
+            f"keep tensor_parallel_size x pipeline_parallel_size <= {max(1, visible - first)}"
+            + (", or start at cuda:0" if first else ""),
+            "options.tensor_parallel_size",
+        )
+    ]
 
 
 def _token_problems(spec: RunSpec, kind: str, limits: Any) -> list[Problem]:

@@ -17,9 +17,12 @@ Units are in column names (_s, _j, _w, _mib, _ns, g_per_kwh). Every energy figur
 
 from __future__ import annotations
 
-import duckdb
+from typing import TYPE_CHECKING
 
-SCHEMA_VERSION = 2
+if TYPE_CHECKING:  # duckdb is imported on first use, not at console start
+    import duckdb
+
+SCHEMA_VERSION = 3
 
 _V1 = [
     """
@@ -223,8 +226,13 @@ _V1 = [
 # process) says so: NULL when it ran alone, else the reason ("session 261129-... ran on gpu0").
 _V2 = ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS overlap VARCHAR"]
 
+# Version 3: what peak_mem_mib measured (sessions/peakmem.py KINDS): 'gpu' (NVML per process),
+# 'gpu-device' (device memory above its pre-load level), 'host' (RSS of the engine's process
+# tree) or 'engine' (the engine's own figure). NULL on older runs.
+_V3 = ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS peak_mem_kind VARCHAR"]
+
 # Each migration takes the database from version i to i + 1. Append, never edit.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

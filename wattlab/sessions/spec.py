@@ -23,6 +23,11 @@ A sweep file:
     mode = "online"
     rate = 4.0
 
+Engine options (engines/specs/<engine>.py) are the `options` table of a run: in [defaults] or
+[[runs]] as `options.max_num_seqs = 64` (or `options = { ... }`), and in [grid] each option is an
+axis of its own: `options.enforce_eager = [true, false]` (also written `[grid.options]`). A run's
+options are its defaults' with its grid point's and its [[runs]] entry's on top.
+
 Runs are ordered so those sharing model/variant/engine are adjacent (one engine load serves them).
 """
 
@@ -270,11 +275,19 @@ class Sweep:
     text: str = ""  # the TOML source, so a preflight problem can name its line
 
     def where(self, key: str) -> str:
-        """Where a run field is set, for messages: the sweep file's line, or the CLI flag."""
+        """Where a run field is set, for messages: the sweep file's line, or the CLI flag.
+        An engine option is named `options.<name>`."""
+        option = key.removeprefix(OPTION_PREFIX) if key.startswith(OPTION_PREFIX) else None
         if not self.text:
+            if option:
+                return f"--option {option}=..."
             return CLI_FLAGS.get(key, "--" + key.replace("_", "-"))
         for section in ("grid", "runs", "defaults"):
             line = _line_of(self.text, section, key)
+            if line is None and option:  # [grid.options] tables, then an inline `options = {...}`
+                line = _line_of(self.text, f"{section}.options", option) or _line_of(
+                    self.text, section, "options"
+                )
             if line:
                 return f"{self.source} line {line}: [{section}] {key}"
         return f"{self.source}: the default {key}"
@@ -335,6 +348,17 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
     axes: list[tuple[str, list[Any]]] = []
     for key, values in grid.items():
         where = _where(path, text, "grid", key)
+        if key == "options" and isinstance(values, dict):  # one axis per engine option
+            for name, option_values in values.items():
+                option_values = option_values if isinstance(option_values, list) else [option_values]
+                if not option_values:
+                    raise ConfigError(
+                        f"grid axis 'options.{name}'{_where(path, text, 'grid', 'options.' + name)} is an "
+                        "empty list",
+                        fix="give it at least one value",
+                    )
+                axes.append((OPTION_PREFIX + name, option_values))
+            continue
         values = values if isinstance(values, list) else [values]
         if not values:
             raise ConfigError(f"grid axis {key!r}{where} is an empty list", fix="give it at least one value")
@@ -353,7 +377,7 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
     if axes:
         names = [k for k, _ in axes]
         for combo in itertools.product(*(v for _, v in axes)):
-            values = {**defaults, **dict(zip(names, combo, strict=True))}
+            values = with_options(defaults, dict(zip(names, combo, strict=True)))
             try:
                 specs.append(make_spec(values))
             except ConfigError as exc:
@@ -364,7 +388,7 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
     for i, run in enumerate(explicit):
         for key, value in run.items():
             _coerce(key, value, f" in [[runs]] #{i + 1} of {path}")
-        specs.append(make_spec({**defaults, **run}))
+        specs.append(make_spec(with_options(defaults, run)))
     if not specs:
         raise ConfigError(f"{path} defines no runs", fix="add a [grid] with at least one axis, or [[runs]]")
 
@@ -375,6 +399,26 @@ def parse_sweep(text: str, path: str = "<sweep>") -> Sweep:
     specs.sort(key=lambda s: order[s.load_key()])
     runs = [(s, r) for s in specs for r in range(s.repeats)]
     return Sweep(session=session, runs=runs, source=path, text=text)
+
+
+OPTION_PREFIX = "options."
+
+
+def with_options(defaults: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    """A run's fields: `point` over `defaults`, with their engine options merged (not replaced) and
+    `options.<name>` grid axes folded into the options table."""
+    options = dict(defaults.get("options") or {})
+    values = {**defaults}
+    for key, value in point.items():
+        if key.startswith(OPTION_PREFIX):
+            options[key.removeprefix(OPTION_PREFIX)] = value
+        elif key == "options" and isinstance(value, dict):
+            options.update(value)
+        else:
+            values[key] = value
+    if options:
+        values["options"] = options
+    return values
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -210,6 +210,10 @@ class WorkerClient:
         os.close(to_worker_r)
         os.close(from_worker_w)
         self._buf = b""
+        # Peak memory of the worker's process tree, read from here while it generates (peakmem.py).
+        from wattlab.sessions.peakmem import PeakMemSampler
+
+        self.memory = PeakMemSampler(self.proc.pid).start()
 
     @property
     def alive(self) -> bool:
@@ -223,6 +227,9 @@ class WorkerClient:
         except BrokenPipeError as exc:
             raise self._crashed() from exc
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        measures = op in ("generate", "logprobs")
+        if measures:
+            self.memory.begin()
         while True:
             msg = self._next_message(deadline, timeout_s)
             ev = msg.get("ev")
@@ -233,9 +240,20 @@ class WorkerClient:
             elif ev == "progress" and self.on_progress:
                 self.on_progress(int(msg["tokens"]), int(msg["t"]))
             elif ev == "ok":
-                return msg.get("result") or {}
+                result = msg.get("result") or {}
+                return self._with_peak_memory(result) if measures else result
             elif ev == "error":
                 raise _error_from(msg)
+
+    def _with_peak_memory(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The reply with peak_mem_mib / peak_mem_kind from the sampler; where it read nothing, the
+        engine's own figure (kind "engine")."""
+        peak = self.memory.end(self.info.get("devices"))
+        if peak is not None:
+            return {**result, "peak_mem_mib": peak.mib, "peak_mem_kind": peak.kind}
+        if result.get("peak_mem_mib") is not None:
+            return {**result, "peak_mem_kind": "engine"}
+        return result
 
     def _next_message(self, deadline: float | None, timeout_s: float | None) -> dict[str, Any]:
         while b"\n" not in self._buf:
@@ -277,11 +295,13 @@ class WorkerClient:
         )
 
     def kill(self) -> None:
+        self.memory.stop()
         if self.alive:
             self.proc.kill()
             self.proc.wait()
 
     def close(self, timeout_s: float = 30.0) -> None:
+        self.memory.stop()
         if self.alive:
             try:
                 _write_all(self._to_worker, b'{"op":"close"}\n')

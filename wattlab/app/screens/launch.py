@@ -63,6 +63,8 @@ class LaunchScreen(LabScreen):
                 for field in form.FIELDS:
                     yield Label(field.label, classes="form-label", id=f"label-{field.id}")
                     yield form.control(field, self.lab.catalog)
+            yield Static("", id="launch-options-title")
+            yield Grid(id="launch-options")  # the selected engine's options, from its spec
             yield Static("", id="launch-hint")
             yield Static("", id="launch-error", classes="error")
             with Horizontal(id="launch-buttons"):
@@ -77,8 +79,11 @@ class LaunchScreen(LabScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        columns = ("#", "engine", "model", "variant", "device", "workload", "bs", "mode", "decoding", "×")
+        columns = (
+            "#", "engine", "model", "variant", "device", "workload", "bs", "mode", "decoding", "×", "options"
+        )  # fmt: skip
         self.query_one("#launch-grid", DataTable).add_columns(*columns)
+        self._show_options()
         self._engines_known()
         self._load_variants()
         self._refresh_grid()
@@ -127,6 +132,37 @@ class LaunchScreen(LabScreen):
         else:
             catalog = self.lab.catalog
             self._job("variants", lambda: jobs.read_variants(catalog, model, engine))
+
+    @on(Select.Changed, "#engine")
+    def _show_options(self) -> None:
+        """List only the selected engine's options (its spec's), each with its allowed values."""
+        engine = self._engine()
+        area = self.query_one("#launch-options", Grid)
+        if getattr(area, "engine", None) == engine:
+            return
+        area.engine = engine  # type: ignore[attr-defined]  # which engine the controls belong to
+        area.remove_children()
+        options = form.launch_options(engine)
+        widgets: list[Any] = []
+        for option in options:
+            label = Label(option.name, classes="form-label option-label", id=f"label-opt-{option.name}")
+            label.tooltip = f"{option.help} ({form.option_hint(option)})"
+            control = form.option_control(option)
+            control.tooltip = label.tooltip
+            widgets += [label, control]
+        area.mount_all(widgets)
+        title = self.query_one("#launch-options-title", Static)
+        head = f"[b]{fmt.esc(engine)} options[/] [dim](empty: the engine's default)[/]"
+        title.update(head if options else "")
+        area.display = title.display = bool(options)
+
+    def _option_raw(self) -> dict[str, str]:
+        raw: dict[str, str] = {}
+        for widget in self.query_one("#launch-options", Grid).query("Input, Select"):
+            if isinstance(widget, Input | Select) and widget.id and widget.id.startswith(form.OPTION_ID):
+                value = widget.value
+                raw[widget.id.removeprefix(form.OPTION_ID)] = "" if value is Select.NULL else str(value)
+        return raw
 
     @on(Select.Changed, "#workload")
     def _workload_changed(self, event: Select.Changed) -> None:
@@ -203,6 +239,7 @@ class LaunchScreen(LabScreen):
     def action_add(self) -> None:
         try:
             fixed, axes, _settings = form.build(self._raw())
+            options, option_axes = form.parse_options(fixed["engine"], self._option_raw())
         except ConfigError as exc:
             self._error(exc)
             return
@@ -211,6 +248,9 @@ class LaunchScreen(LabScreen):
             problem = f"the {choice.name} engine is not installed here ({choice.reason})"
             self._error(ConfigError(problem, fix=choice.fix))
             return
+        if options:
+            fixed["options"] = options
+        axes.update(option_axes)
         catalog = self.lab.catalog
         self._job("add", lambda: jobs.expand_checked(catalog, fixed, axes))
 
@@ -229,8 +269,15 @@ class LaunchScreen(LabScreen):
             )
             mode = spec.mode + (f" {spec.rate:g}/s" if spec.rate else "")
             cells = (spec.engine, fmt.short_model(spec.model, 24), spec.quant or "default", spec.device, what)
+            opts = " ".join(f"{k}={v}" for k, v in spec.options.items())
             grid.add_row(
-                str(i), *map(fmt.esc, cells), str(spec.batch_size), mode, spec.decoding, str(spec.repeats)
+                str(i),
+                *map(fmt.esc, cells),
+                str(spec.batch_size),
+                mode,
+                spec.decoding,
+                str(spec.repeats),
+                fmt.esc(opts),
             )
         summary = self.query_one("#launch-summary", Static)
         if not self.draft.rows:

@@ -135,6 +135,89 @@ def build(raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[Any]], Se
     return fixed, axes, session_settings(raw)
 
 
+# --- engine options (the engine's spec decides which; engines/specs/<engine>.py) -------------------
+OPTION_ID = "opt-"  # widget id prefix of an engine option's control
+DEFAULT_CHOICE = ""  # a Select's "engine default" entry
+
+
+def launch_options(engine: str) -> list[Any]:
+    """The options Launch offers for `engine`: its own, public ones (not the common or internal)."""
+    from wattlab.engines import registry
+
+    spec = registry().get(engine)
+    return [o for o in (spec.options if spec else ()) if not o.internal]
+
+
+def option_hint(option: Any) -> str:
+    where = "" if set(option.devices) == {"cpu", "gpu"} else f" [{'/'.join(option.devices)} only]"
+    return f"{option.describe()}{where}"
+
+
+def option_control(option: Any) -> Any:
+    """A Select for booleans and choices (first entry: the engine's default), else an Input that
+    takes one value or, for numbers, a comma list (each value becomes a grid axis point)."""
+    from textual.widgets import Input, Select
+
+    wid = OPTION_ID + option.name
+    if option.type is bool or option.choices:
+        values = (True, False) if option.type is bool else option.choices
+        default = "default" if option.default is None else f"default ({_text(option.default)})"
+        entries = [(default, DEFAULT_CHOICE)] + [(_text(v), _text(v)) for v in values]
+        return Select(entries, value=DEFAULT_CHOICE, allow_blank=False, id=wid, compact=True)
+    many = ", list ok" if option.type in (int, float) else ""
+    return Input("", placeholder=f"default{many} ({option_hint(option)})", id=wid, compact=True)
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def parse_options(engine: str, raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(fixed options, grid axes named options.<name>) from the option controls' raw values
+    ({option name: text}); each value is checked against the engine's spec (type, choices, range).
+    Devices are checked when the run is added (the preflight knows the run's device)."""
+    by_name = {o.name: o for o in launch_options(engine)}
+    fixed: dict[str, Any] = {}
+    axes: dict[str, list[Any]] = {}
+    for name, text in raw.items():
+        option, text = by_name.get(name), text.strip()
+        if option is None or not text:
+            continue
+        values = [_parse_option(option, part.strip()) for part in text.split(",") if part.strip()]
+        for value in values:
+            problems = option.problems(value)
+            if problems:
+                raise ConfigError(f"{engine} option {problems[0]}", fix=f"{name}: {option.describe()}")
+        values = list(dict.fromkeys(values))
+        if len(values) == 1:
+            fixed[name] = values[0]
+        else:
+            axes["options." + name] = values
+    return fixed, axes
+
+
+def _parse_option(option: Any, text: str) -> Any:
+    if option.type is bool:
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+    elif option.type is int:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    elif option.type is float:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    else:
+        return text
+    raise ConfigError(
+        f"{option.name}: {text!r} is not {'a whole number' if option.type is int else option.type.__name__}",
+        fix=f"{option.name}: {option.describe()}",
+    )
+
+
 def session_settings(raw: dict[str, str]) -> SessionSettings:
     cooldown_text = raw.get("cooldown_s", "0").strip() or "0"
     cooldown: float | str

@@ -29,7 +29,22 @@ def expand_checked(catalog: Any, fixed: dict[str, Any], axes: dict[str, list[Any
             f"the {fixed['engine']} engine cannot run {fixed['model']} as {fixed['quant']}",
             fix=f"choose one of: {', '.join(allowed)}",
         )
-    return SweepDraft.expand(fixed, axes)
+    rows = SweepDraft.expand(fixed, axes)
+    _check_options(rows)
+    return rows
+
+
+def _check_options(rows: list[dict[str, Any]]) -> None:
+    """Refuse options that do not apply on a run's device (flash attention on the CPU, ...)."""
+    from wattlab.engines import options as engine_options
+    from wattlab.sessions.plan import run_device_kind
+    from wattlab.sessions.spec import make_spec
+
+    for row in rows:
+        spec = make_spec(row)
+        found = engine_options.problems(spec.engine, dict(spec.options), run_device_kind(spec))
+        if found:
+            raise found[0]
 
 
 def estimate(store: Any, planned: list[dict[str, Any]], settings: Any) -> dict[str, Any]:

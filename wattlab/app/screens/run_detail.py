@@ -47,6 +47,10 @@ def how_obtained(column: str, method_column: str | None, run: dict[str, Any]) ->
     # A net figure from a baseline taken on a busy box says so next to its method.
     notes = net_notes(column, run.get(column), run)
     flags = "".join(f" [yellow]{n}[/]" for n in notes if n != "below idle")
+    if column == "peak_mem_mib" and run.get("peak_mem_kind"):  # older runs: the engine's own figure
+        from wattlab.sessions.peakmem import describe
+
+        return f"[dim]{fmt.esc(describe(run.get('peak_mem_kind')))}[/]"
     if method_column:
         method = run.get(method_column)
         if method_column.endswith("energy_method"):
@@ -61,6 +65,20 @@ def how_obtained(column: str, method_column: str | None, run: dict[str, Any]) ->
     derived = figure_method(column, method_column, run)
     tag = f"{fmt.method_tag(derived)} " if derived in fmt.METHOD_STYLE else ""
     return f"{tag}[dim]{HOW.get(key, '')}[/]"
+
+
+def engine_options_of(run: dict[str, Any]) -> str:
+    """The engine options the run was started with (its stored spec), "k=v k=v"; internal ones left out."""
+    spec = run.get("spec_json")
+    options = spec.get("options") if isinstance(spec, dict) else None
+    if not isinstance(options, dict):
+        return ""
+    hidden = {"tokenizer", "derive_from"}
+    return " ".join(f"{k}={_option_text(v)}" for k, v in options.items() if k not in hidden)
+
+
+def _option_text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def figure_rows(run: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[str]]:
@@ -192,6 +210,9 @@ class RunDetailScreen(LabScreen):
             f"bs {run.get('batch_size')} · {what} · {run.get('requests')} req · {run.get('mode')}{rate} · "
             f"{run.get('decoding')} · repeat {run.get('repeat')}"
         )
+        options = engine_options_of(run)
+        if options:
+            settings += f"\noptions: {options}"
         self.query_one("#detail-head", Static).update(
             f"run [b]{run['run_id']}[/] · {status_text} · session {run.get('session_id')} · "
             f"{fmt.timestamp(run.get('started_at'))}\n{fmt.esc(settings)}"

@@ -13,9 +13,30 @@ SPEC = EngineSpec(
     extra="transformers",
     abilities=frozenset({"online", "beam", "sampling", "logprobs"}),
     options=(
-        Option("n_threads", int, "CPU threads for torch (default: torch's own choice)"),
+        Option("n_threads", int, "CPU threads for torch (default: torch's own choice)", min=1),
         Option(
-            "attn_implementation", str, "eager | sdpa | flash_attention_2 (default: transformers' choice)"
+            "attn_implementation",
+            str,
+            "attention kernels: eager (plain PyTorch), sdpa (torch's fused attention) or "
+            "flash_attention_2 (GPU, needs the flash-attn package); default: transformers' choice, sdpa",
+            choices=("eager", "sdpa", "flash_attention_2"),
+            gpu_values=("flash_attention_2",),
+            needs=(("flash_attention_2", "flash_attn"),),
+        ),
+        Option(
+            "cache_implementation",
+            str,
+            "KV cache: dynamic (grows per step) or static (preallocated for the load's longest "
+            "sequence, fixed shapes that torch_compile and CUDA graphs need); default dynamic",
+            choices=("dynamic", "static"),
+            default="dynamic",
+        ),
+        Option(
+            "torch_compile",
+            bool,
+            "compile the model with torch.compile (inductor; with a static cache, transformers' "
+            "decode-step compile, CUDA graphs on GPU); the warmup pays the compile (default false)",
+            default=False,
         ),
     ),
     model_kind="hf",
