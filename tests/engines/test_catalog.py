@@ -46,10 +46,10 @@ def test_variants_per_engine() -> None:
     assert variants(DEFAULT_MODEL, "openai") == ["served"]
 
 
-def test_llamacpp_cannot_make_random_weights() -> None:
-    with pytest.raises(ConfigError, match="random weights") as err:
-        variants("random:llama-3.2-1b", "llamacpp")
-    assert "transformers" in (err.value.fix or "")
+def test_llamacpp_runs_random_weights_as_gguf_types() -> None:
+    # a random-weight GGUF is written in F16 and quantized from it (tests/engines/test_random_gguf.py)
+    allowed = variants("random:llama-3.2-1b", "llamacpp")
+    assert allowed[0] == "F16" and "Q4_K_M" in allowed
 
 
 def test_unknown_model_lists_the_catalog_and_forms() -> None:

