@@ -13,13 +13,14 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from wattlab.errors import StoreError
 from wattlab.paths import default_db_path
 from wattlab.sessions.schema import SCHEMA_VERSION, current_version, migrate
+
+if TYPE_CHECKING:  # imported on the first connection: the console draws its first frame without it
+    import duckdb
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 
@@ -37,6 +38,8 @@ class Store:
         self._migrated = False
 
     def _connect(self, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
         deadline = time.monotonic() + timeout_s
         delay = 0.02
         while True:
