@@ -308,6 +308,7 @@ class _Generator:
         e2e = _percentiles(rng, ttft[0] + tpot_med * (out_tok - 1), 0.3)
         g = host.carbon["g_per_kwh"] * host.carbon["pue"]
         gco2e = total / 3.6e6 * g
+        basis = "client" if row.get("mode") == "online" else "service"  # what the headline TTFT is
         result: dict[str, Any] = {
             **row,
             "status": status,
@@ -324,6 +325,8 @@ class _Generator:
             "ttft_p90_s": ttft[1],
             "ttft_p99_s": ttft[2],
             "ttft_mean_s": ttft[3],
+            "ttft_basis": basis,
+            **{f"ttft_{basis}_{q}_s": v for q, v in zip(("p50", "p90", "p99", "mean"), ttft, strict=True)},
             "tpot_p50_s": tpot[0],
             "tpot_p90_s": tpot[1],
             "tpot_p99_s": tpot[2],

@@ -51,6 +51,16 @@ RUN_JSON_KEYS = [
     "ttft_p50_s",
     "ttft_p90_s",
     "ttft_p99_s",
+    "ttft_basis",  # which TTFT the ttft_* headline is: "service" (offline) | "client" (online)
+    "ttft_client_p50_s",
+    "ttft_client_p90_s",
+    "ttft_client_p99_s",
+    "ttft_service_p50_s",
+    "ttft_service_p90_s",
+    "ttft_service_p99_s",
+    "queue_p50_s",
+    "queue_p90_s",
+    "queue_p99_s",
     "tpot_p50_s",
     "tpot_p90_s",
     "tpot_p99_s",
@@ -156,11 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, help="seconds before the engine is stopped and the run failed")
     p.add_argument(
+        "-o",
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="engine option, e.g. n_gpu_layers=99",
+        help="engine option (repeatable), e.g. n_gpu_layers=99 or max_num_seqs=64",
     )
     p.add_argument("--json", action="store_true", help="print the run's figures as one JSON object")
     p.add_argument(

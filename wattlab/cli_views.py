@@ -454,6 +454,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_HEADLINE_TTFT = frozenset({"ttft_p50_s", "ttft_p90_s", "ttft_p99_s"})
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from wattlab.analysis import queries
 
@@ -473,9 +476,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for row in data["rows"]:
         if all(v is None for v in row["values"]):
             continue
-        cells = [Text(fmt(row["values"][0]))]
-        for v, d in zip(row["values"][1:], row["delta_pct"][1:], strict=True):
-            cells.append(Text(fmt(v) + (f" ({d:+.1f}%)" if d is not None else "")))
+        # The headline TTFT says which it is in each run: service (offline) or client (online).
+        bases = [f" {r.get('ttft_basis')}" if row["figure"] in _HEADLINE_TTFT else "" for r in data["runs"]]
+        cells = [Text(fmt(row["values"][0]) + bases[0])]
+        for v, d, basis in zip(row["values"][1:], row["delta_pct"][1:], bases[1:], strict=True):
+            cells.append(Text(fmt(v) + basis + (f" ({d:+.1f}%)" if d is not None else "")))
         t.add_row(row["figure"], *cells)
     console.print(t)
     return 0

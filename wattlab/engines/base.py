@@ -78,6 +78,11 @@ class Request:
 class Completion:
     """What one request produced and when. Times are `time.monotonic_ns()` values.
 
+    arrival_ns:   when a client would have sent it (offline: the workload's submission).
+    start_ns:     when the adapter handed it to the engine (the engine may still queue it).
+    scheduled_ns: when the engine first worked on it (the batch holding its prompt started
+                  prefill); arrival -> scheduled is queue time, scheduled -> first token the
+                  service TTFT. None where the engine cannot tell (an OpenAI-compatible server).
     token_ns[i] is when output token i was observed (tokens that arrive together share a time).
     """
 
@@ -92,6 +97,7 @@ class Completion:
     token_ns: list[int] = field(default_factory=list)
     finish_reason: str = ""
     error: str | None = None
+    scheduled_ns: int | None = None
 
     @property
     def output_tokens(self) -> int:

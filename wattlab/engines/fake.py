@@ -263,7 +263,7 @@ class FakeEngine(Engine):
                 sampled = decoding.strategy == "sample"
                 rng = random.Random(_common.request_seed(decoding.seed, requests[i].id)) if sampled else None
                 active.append(_Seq(i, requests[i], rng))
-                done[i].start_ns = now
+                done[i].start_ns = done[i].scheduled_ns = now  # the step that prefills it starts now
                 admitted = True
             if not active:
                 if waiting:  # online: idle until the next arrival

@@ -286,8 +286,8 @@ class TransformersEngine(Engine):
             processors.append(_BanEosUntil(width, mins, list(self._eos), decoding.num_beams if beam else 1))
         torch.manual_seed(decoding.seed)
         start = time.monotonic_ns()
-        for i in batch:
-            done[i].start_ns = start
+        for i in batch:  # the batch's prefill starts now: its requests are scheduled together
+            done[i].start_ns = done[i].scheduled_ns = start
         try:
             with torch.inference_mode():
                 out = self.model.generate(

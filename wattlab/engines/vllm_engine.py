@@ -45,6 +45,33 @@ def _is_cpu_build() -> bool:
         return False
 
 
+_CLOCK_SLACK_NS = 50_000_000
+
+
+def _scheduled_ns(metrics: Any, submitted_ns: int, seen_ns: int) -> int | None:
+    """When vLLM's scheduler first took a request, on this process's monotonic_ns clock, or None.
+
+    V1 (vLLM >= 0.10, incl. 0.26 and 0.32): RequestStateStats.scheduled_ts, the engine core's
+    time.monotonic() in s (CLOCK_MONOTONIC is system-wide on Linux, so it matches ours across
+    processes). V0: RequestMetrics.first_scheduled_time, time.time() in s, shifted by the current
+    wall-to-monotonic offset. A time outside [submitted, first output seen] by more than 50 ms
+    means a clock we do not share: None (no service TTFT) rather than a wrong one.
+    """
+    if metrics is None:
+        return None
+    mono = getattr(metrics, "scheduled_ts", None)
+    if isinstance(mono, int | float) and mono > 0:
+        t = int(mono * 1e9)
+    else:
+        wall = getattr(metrics, "first_scheduled_time", None)
+        if not isinstance(wall, int | float) or wall <= 0:
+            return None
+        t = time.monotonic_ns() - int((time.time() - wall) * 1e9)
+    if not submitted_ns - _CLOCK_SLACK_NS <= t <= seen_ns + _CLOCK_SLACK_NS:
+        return None
+    return min(max(t, submitted_ns), seen_ns)
+
+
 class VllmEngine(Engine):
     SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
@@ -98,6 +125,9 @@ class VllmEngine(Engine):
             "enable_prefix_caching": bool(opts.get("enable_prefix_caching", False)),
             "load_format": opts.get("load_format", "dummy" if self.config.fmt == "random" else "auto"),
             "seed": 0,
+            # With stats on, vLLM stamps each request's queued/scheduled times (RequestOutput.metrics),
+            # which give the service TTFT apart from queueing; they cost a few dict updates per step.
+            "disable_log_stats": False,
         }
         # Left to vLLM's own defaults unless set: they differ between versions and devices.
         for name in ("kv_cache_dtype", "enable_chunked_prefill", "max_num_batched_tokens"):
@@ -303,6 +333,9 @@ class VllmEngine(Engine):
                 continue
             sequence = output.outputs[0]
             completion = done[i]
+            if completion.first_token_ns is None and completion.scheduled_ns is None:
+                metrics = getattr(output, "metrics", None)
+                completion.scheduled_ns = _scheduled_ns(metrics, completion.start_ns, t)
             ids = list(sequence.token_ids)
             if output.finished and sequence.finish_reason == "stop" and ids and ids[-1] in self._eos:
                 ids = ids[:-1]  # the EOS that ended the request is not an output token
@@ -359,7 +392,7 @@ class VllmEngine(Engine):
                     generated[: request.max_new_tokens], eos, request.min_new_tokens
                 )
                 completion = done[i]
-                completion.start_ns = t_start
+                completion.start_ns = completion.scheduled_ns = t_start
                 completion.record_tokens(tokens, t_end)
                 completion.end_ns = t_end
                 completion.finish_reason = "stop" if hit_eos else "length"

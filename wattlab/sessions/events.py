@@ -28,11 +28,23 @@ def run_line(r: dict[str, Any]) -> str:
     return (
         f"[green]finished[/] {fmt(r.get('throughput_tok_s'), 'tok/s')}, "
         f"E2E p50 {fmt(r.get('e2e_p50_s'), 's')}, "
-        f"{fmt(r.get('energy_j'), 'J')} ({method}), {fmt(r.get('j_per_token'), 'J/token')}"
+        + _ttft_note(r)
+        + f"{fmt(r.get('energy_j'), 'J')} ({method}), {fmt(r.get('j_per_token'), 'J/token')}"
         + (f", {esc(str(r['quality_metric']))} {fmt(r.get('quality'))}" if r.get("quality_metric") else "")
         + _net_note(r)
         + overlap_note(r)
     )
+
+
+def _ttft_note(r: dict[str, Any]) -> str:
+    """The headline TTFT named by its basis, with the queue time when the service TTFT is the headline
+    (offline: a request's wait behind earlier batches is not the model's time to first token)."""
+    if r.get("ttft_p50_s") is None:
+        return ""
+    text = f"TTFT p50 {fmt(r.get('ttft_p50_s'), 's')} {r.get('ttft_basis') or ''}".rstrip()
+    if r.get("ttft_basis") == "service" and r.get("queue_p50_s") is not None:
+        text += f" (queue p50 {fmt(r.get('queue_p50_s'), 's')})"
+    return text + ", "
 
 
 def overlap_note(r: dict[str, Any]) -> str:

@@ -145,7 +145,7 @@ def execute_run(ctx: RunContext) -> RunResult:
         result.update(duration_s=(t1 - t0) / NS, tokens_in=n_tokens, tokens_out=0, requests_ok=len(requests))
         result["total_tok_s"] = n_tokens / result["duration_s"] if result["duration_s"] > 0 else None
     else:
-        result.update(figures.latency_figures(completions, t0, t1))
+        result.update(figures.latency_figures(completions, t0, t1, online=spec.mode == "online"))
     result["peak_mem_mib"] = out.get("peak_mem_mib")
     result["peak_mem_kind"] = out.get("peak_mem_kind")  # gpu | gpu-device | host | engine (peakmem.py)
 
@@ -257,6 +257,11 @@ def green_figures(result: dict[str, Any]) -> dict[str, Any]:
 def request_row(c: Completion) -> dict[str, Any]:
     arrival = c.arrival_ns
     ttft = (c.first_token_ns - arrival) / NS if c.first_token_ns is not None else None
+    scheduled = c.scheduled_ns  # None where the engine cannot tell (an OpenAI-compatible server)
+    queue = (scheduled - arrival) / NS if scheduled is not None else None
+    service = None
+    if scheduled is not None and c.first_token_ns is not None:
+        service = (c.first_token_ns - scheduled) / NS
     e2e = (c.end_ns - arrival) / NS if c.end_ns is not None else None
     tpot = None
     if c.output_tokens > 1 and c.first_token_ns is not None and c.end_ns is not None:
@@ -269,6 +274,9 @@ def request_row(c: Completion) -> dict[str, Any]:
         "first_token_ns": c.first_token_ns,
         "end_ns": c.end_ns,
         "ttft_s": ttft,
+        "scheduled_ns": scheduled,
+        "queue_s": queue,
+        "ttft_service_s": service,
         "tpot_s": tpot,
         "e2e_s": e2e,
         "token_ns": c.token_ns,

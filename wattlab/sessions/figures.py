@@ -1,7 +1,11 @@
 """Turning a run's completions and its timeline into figures: latency, throughput, energy, carbon.
 
 Definitions (as `vllm bench` and ML.ENERGY use them):
-- TTFT = first token time - arrival time (offline: arrival = when the batch was submitted).
+- Queue = scheduled (the engine first works on the request) - arrival (offline: arrival = when the
+  workload was submitted, so a request behind earlier batches queues).
+- TTFT, two of them: client = first token - arrival (what a client sees; `vllm bench`, guidellm);
+  service = first token - scheduled (the engine's own speed). The headline `ttft_*` is the service
+  TTFT offline and the client TTFT online (`ttft_basis` says which); client = queue + service.
 - TPOT = (E2E - TTFT) / (output tokens - 1), per request with at least 2 output tokens.
 - ITL  = gaps between successive token arrivals of a request (tokens that arrive together count once).
 - E2E  = end - arrival.
@@ -46,9 +50,13 @@ def _stats(prefix: str, values: list[float], mean: bool = True) -> dict[str, flo
     return out
 
 
-def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> dict[str, Any]:
+def latency_figures(
+    completions: list[Completion], t0_ns: int, t1_ns: int, online: bool = False
+) -> dict[str, Any]:
     ok = [c for c in completions if c.error is None and c.end_ns is not None]
     ttft: list[float] = []
+    service: list[float] = []
+    queue: list[float] = []
     tpot: list[float] = []
     itl: list[float] = []
     e2e: list[float] = []
@@ -56,6 +64,9 @@ def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> di
         arrival = c.arrival_ns or t0_ns
         if c.first_token_ns is not None:
             ttft.append((c.first_token_ns - arrival) / NS)
+            if c.scheduled_ns is not None:  # None: the engine cannot tell (an OpenAI server)
+                service.append((c.first_token_ns - c.scheduled_ns) / NS)
+                queue.append((c.scheduled_ns - arrival) / NS)
         e2e.append((int(c.end_ns or 0) - arrival) / NS)
         if c.output_tokens > 1 and c.first_token_ns is not None:
             tpot.append((int(c.end_ns or 0) - c.first_token_ns) / NS / (c.output_tokens - 1))
@@ -64,6 +75,12 @@ def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> di
     duration = (t1_ns - t0_ns) / NS
     tokens_in = sum(c.input_tokens for c in ok)
     tokens_out = sum(c.output_tokens for c in ok)
+    # Offline the service TTFT is the headline, but only when every request has one: a mixed
+    # headline would mean different things for different requests.
+    basis = "service" if not online and service and len(service) == len(ttft) else "client"
+    client_stats = _stats("ttft_client", ttft)
+    service_stats = _stats("ttft_service", service)
+    headline = service_stats if basis == "service" else client_stats
     return {
         "duration_s": duration,
         "tokens_in": tokens_in,
@@ -72,7 +89,11 @@ def latency_figures(completions: list[Completion], t0_ns: int, t1_ns: int) -> di
         "throughput_tok_s": tokens_out / duration if duration > 0 else None,
         "total_tok_s": (tokens_in + tokens_out) / duration if duration > 0 else None,
         "requests_per_s": len(ok) / duration if duration > 0 else None,
-        **_stats("ttft", ttft),
+        **{k.replace(f"ttft_{basis}_", "ttft_"): v for k, v in headline.items()},
+        "ttft_basis": basis if ttft else None,
+        **client_stats,
+        **service_stats,
+        **_stats("queue", queue),
         **_stats("tpot", tpot),
         **_stats("itl", itl, mean=False),
         **_stats("e2e", e2e),
@@ -295,6 +316,11 @@ def measured_flags(rows: list[dict[str, Any]], summed_domains: str | None) -> li
 
 
 NET_COLUMNS = frozenset({"energy_net_j", "j_per_token_net"})
+# What the headline ttft_* columns are, by ttft_basis (latency_figures chooses it).
+TTFT_BASES = {
+    "service": "service: first token − scheduled (the engine's speed, queueing excluded)",
+    "client": "client: first token − arrival (what a client sees, queueing included)",
+}
 _MEASURED_COLUMNS_FROM_ENERGY = frozenset({"energy_coverage", "energy_domains", "green_index"})
 
 
@@ -310,10 +336,14 @@ def figure_method(column: str, method_column: str | None, run: Mapping[str, Any]
     Green AI index is only as good as its J/token; time and token counts are measured; PUE is
     configured. Returns a plain word, or "unknown" when the run does not say.
     """
+    if method_column == "ttft_basis":  # the headline TTFT: which of the two it is
+        return TTFT_BASES.get(str(run.get("ttft_basis")), "basis unknown")
     if method_column:  # an energy method, or the grid intensity's source, or the task's metric
         return str(run.get(method_column) or "unknown")
     if column == "pue":
         return "configured"
+    if column == "peak_mem_mib" and run.get("peak_mem_kind"):
+        return f"measured ({run.get('peak_mem_kind')})"  # gpu | gpu-device | host | engine
     if column in _MEASURED_COLUMNS_FROM_ENERGY:
         if column == "green_index" and run.get("j_per_token") is None:
             return "measured"  # no energy axis: quality and latency only

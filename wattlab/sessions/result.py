@@ -124,6 +124,20 @@ class RunResult(Mapping[str, Any]):
     result_json: Any = None
     overlap: str | None = None
     peak_mem_kind: str | None = None  # what peak_mem_mib measured: gpu | gpu-device | host | engine
+    # latency in its parts (schema v4): ttft_* above is the headline, ttft_basis says which TTFT it is
+    ttft_basis: str | None = None  # "service" (from scheduling; offline) | "client" (from arrival)
+    ttft_client_p50_s: float | None = None
+    ttft_client_p90_s: float | None = None
+    ttft_client_p99_s: float | None = None
+    ttft_client_mean_s: float | None = None
+    ttft_service_p50_s: float | None = None
+    ttft_service_p90_s: float | None = None
+    ttft_service_p99_s: float | None = None
+    ttft_service_mean_s: float | None = None
+    queue_p50_s: float | None = None
+    queue_p90_s: float | None = None
+    queue_p99_s: float | None = None
+    queue_mean_s: float | None = None
 
     # --- detail rows for their own tables (not runs columns) ---------------------------------------
     energy: list[dict[str, Any]] = field(default_factory=list)  # -> run_energy

@@ -6,7 +6,8 @@ sessions     one row per session (a single run or a sweep): where, when, meters,
 domains      the power domains a session's meters read (gpu0, cpu-package-0, soc-total, ...).
 runs         one row per run: its settings, status and every headline figure with its method.
 run_energy   energy per run, window (load, warmup, measured, prefill, decode, steady) and domain.
-requests     one row per request: token counts, TTFT/TPOT/E2E, token times, output text (audit).
+requests     one row per request: token counts, scheduled time, queue/TTFT/TPOT/E2E, token times,
+             output text (audit).
 quality      task metrics per run (metric -> value).
 samples      the raw power/telemetry timeline of each session.
 marks        the named instants of each session (load_start, run_start, ...).
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # duckdb is imported on first use, not at console start
     import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _V1 = [
     """
@@ -231,8 +232,35 @@ _V2 = ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS overlap VARCHAR"]
 # tree) or 'engine' (the engine's own figure). NULL on older runs.
 _V3 = ["ALTER TABLE runs ADD COLUMN IF NOT EXISTS peak_mem_kind VARCHAR"]
 
+# Version 4: latency in its parts. queue = scheduled (the engine first works on a request) - arrival;
+# TTFT from arrival (client, what a client sees) and from scheduling (service, the engine's speed).
+# The headline ttft_* is the service TTFT offline, the client TTFT online; ttft_basis says which.
+# Older runs measured TTFT from arrival only: they become basis 'client' with their client columns
+# filled, and no service TTFT or queue time (their scheduled times were not recorded).
+_V4 = [
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_basis VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_client_p50_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_client_p90_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_client_p99_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_client_mean_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_service_p50_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_service_p90_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_service_p99_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS ttft_service_mean_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS queue_p50_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS queue_p90_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS queue_p99_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS queue_mean_s DOUBLE",
+    "ALTER TABLE requests ADD COLUMN IF NOT EXISTS scheduled_ns BIGINT",
+    "ALTER TABLE requests ADD COLUMN IF NOT EXISTS queue_s DOUBLE",
+    "ALTER TABLE requests ADD COLUMN IF NOT EXISTS ttft_service_s DOUBLE",
+    "UPDATE runs SET ttft_basis = 'client', ttft_client_p50_s = ttft_p50_s, ttft_client_p90_s = ttft_p90_s, "
+    "ttft_client_p99_s = ttft_p99_s, ttft_client_mean_s = ttft_mean_s "
+    "WHERE ttft_p50_s IS NOT NULL AND ttft_basis IS NULL",
+]
+
 # Each migration takes the database from version i to i + 1. Append, never edit.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

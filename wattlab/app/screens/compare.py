@@ -69,6 +69,8 @@ def compare_cells(result: dict[str, Any]) -> list[list[str]]:
             method = (methods.get(method_col) or [None] * len(row["values"]))[i] if method_col else None
             if method in ("counter", "integrated", "estimated"):
                 text += f" {fmt.method_tag(method)}"
+            elif method in ("service", "client"):  # the headline TTFT's basis (ttft_basis)
+                text += f" [dim]{method}[/]"
             if i > 0:
                 text += f" {delta_markup(figure, delta)}"
             cells.append(text.strip())

@@ -134,7 +134,8 @@ def _session_lines(snap: Any) -> list[str]:
     speed = f"{fmt.num(snap.tokens_per_s, 3)} tok/s now" if snap.current else "idle"
     if last.get("status") == "finished":
         speed += (
-            f" · last run: TTFT p50 {fmt.seconds(last.get('ttft_p50_s'))}, "
+            f" · last run: TTFT p50 {fmt.seconds(last.get('ttft_p50_s'))}"
+            f"{' ' + str(last['ttft_basis']) if last.get('ttft_basis') else ''}, "  # service | client
             f"TPOT p50 {fmt.seconds(last.get('tpot_p50_s'))}, "
             f"{fmt.num(last.get('j_per_token'), 3)} J/tok {fmt.method_tag(last.get('energy_method'))}"
         )

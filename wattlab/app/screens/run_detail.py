@@ -30,7 +30,10 @@ HOW = {
     "throughput_tok_s": "output tokens / measured window",
     "total_tok_s": "(input + output tokens) / measured window",
     "requests_per_s": "finished requests / measured window",
-    "ttft": "first token − arrival, per request; percentile over requests",
+    "ttft": "headline TTFT: service (from scheduled) offline, client (from arrival) online",
+    "ttft_service": "first token − scheduled (the engine first works on it), per request; percentile",
+    "ttft_client": "first token − arrival (queueing included), per request; percentile",
+    "queue": "scheduled − arrival, per request; percentile",
     "tpot": "(E2E − TTFT) / (output tokens − 1), per request; percentile",
     "itl": "gaps between successive token arrivals; percentile",
     "e2e": "request end − arrival, per request; percentile",
@@ -59,7 +62,11 @@ def how_obtained(column: str, method_column: str | None, run: dict[str, Any]) ->
             return f"[dim]{fmt.esc(str(method or 'source unknown'))}[/]"
         if method_column == "quality_metric":
             return f"[dim]task metric: {fmt.esc(str(method or 'unknown'))}[/]"
+    if method_column == "ttft_basis":
+        return f"[dim]{fmt.esc(figure_method(column, method_column, run))}[/]"
     key = column if column in HOW else column.split("_")[0]
+    if column.startswith("ttft_"):  # ttft_service_p50_s -> ttft_service
+        key = column.rsplit("_", 2)[0]
     # Figures computed from energy or power readings carry the method of those (peak power on the
     # estimate meter is estimated, not measured).
     derived = figure_method(column, method_column, run)
