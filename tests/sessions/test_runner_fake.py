@@ -320,3 +320,20 @@ def test_a_dropped_ssh_link_does_not_stop_the_sweep(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, out
     assert [r["status"] for r in runs_of(Store(db), sid)] == ["finished", "finished"]
+
+
+def test_a_terminal_that_went_away_does_not_cost_a_run(tmp_path: Path) -> None:
+    """Seen: Ctrl-C to a `wattlab sweep | tail` pipeline killed `tail`; the progress printer's
+    BrokenPipeError replaced the interrupt, the session was recorded `failed` and the interrupted run
+    never reached the database. The echo is the terminal's business, never the measurement's."""
+    calls = []
+
+    def gone(ev: dict[str, Any]) -> None:
+        calls.append(ev["ev"])
+        if len(calls) > 3:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    results, store, runner = run_sweep(tmp_path, "[grid]\nbatch_size = [1, 2]\n", echo=gone)
+    assert runner.status == "finished"
+    assert [r["status"] for r in runs_of(store, runner.session_id)] == ["finished", "finished"]
+    assert len(calls) == 4  # switched off after the first failure

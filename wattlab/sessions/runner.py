@@ -100,9 +100,19 @@ class Runner:
     # --- events -----------------------------------------------------------------------------------
     def event(self, kind: str, **data: Any) -> dict[str, Any]:
         item = self.spool.event(kind, session_id=self.session_id, **data)
-        if self.echo:
-            self.echo(item)
+        self._echo(item)
         return item
+
+    def _echo(self, item: dict[str, Any]) -> None:
+        """Show an event on the terminal. A terminal that went away (closed pipe, dropped SSH link:
+        BrokenPipeError, EIO) or any other echo failure must never reach the measurement: the echo is
+        switched off and the sweep goes on, everything still in the spool."""
+        if self.echo is None:
+            return
+        try:
+            self.echo(item)
+        except Exception:
+            self.echo = None
 
     def _on_timeline_item(self, item: dict[str, Any]) -> None:
         self.spool.timeline_item(item)
@@ -283,8 +293,7 @@ class Runner:
         except StoreError as exc:
             # No marker (a full disk): the next command re-ingests the spool, which is harmless.
             # The spool is closed, so say it through the echo only.
-            if self.echo:
-                self.echo({"ev": "session_error", "session_id": self.session_id, **exc.as_dict()})
+            self._echo({"ev": "session_error", "session_id": self.session_id, **exc.as_dict()})
 
     def _take_devices(self, session: dict[str, Any]) -> None:
         """Lock the session's devices before its idle baseline. While another session measures on
