@@ -164,3 +164,15 @@ def test_run_progress_goes_to_stderr_and_json_stays_pure(tmp_path: Path) -> None
     quiet = subprocess.run([*base, "--quiet"], capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0 and json.loads(quiet.stdout)["status"] == "finished"
     assert "measure" not in quiet.stderr and "baseline" not in quiet.stderr
+
+
+def test_a_stopped_session_says_what_finished_what_was_interrupted_and_what_never_started() -> None:
+    from wattlab.cli_views import session_summary
+
+    # Seen: "session interrupted with 1 of 2 runs failed" after Ctrl-C in run 1 (nothing failed).
+    assert session_summary("interrupted", 2, 1, ["interrupted"]) == (
+        "interrupted: 0 of 2 runs finished, 1 interrupted, 1 not started"
+    )
+    assert session_summary("finished", 3, 1, ["finished", "failed", "finished"]) == (
+        "finished with 1 of 3 runs failed"
+    )

@@ -407,7 +407,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         runner.echo = progress.on_event
         results = runner.run()
     failed = [r for r in results if r.status != "finished"]
-    print(f"session {session_id} " + session_summary(runner.status, len(sweep.runs), len(failed)))
+    # the last attempt of each run decides (a resumed session retries interrupted ones)
+    last = {r.seq: r.status for r in results}
+    print(
+        f"session {session_id} "
+        + session_summary(runner.status, len(sweep.runs), len(failed), list(last.values()))
+    )
     note = runner.deferral_note()
     if note:
         print(note, file=sys.stderr)

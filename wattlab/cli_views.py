@@ -49,8 +49,16 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 # --- live output ---------------------------------------------------------------------------------
-def session_summary(status: str, total: int, failed: int) -> str:
-    """A session's end in words: "finished with 2 of 7 runs failed", "finished: 7 of 7 runs"."""
+def session_summary(status: str, total: int, failed: int, statuses: list[str] | None = None) -> str:
+    """A session's end in words: "finished with 2 of 7 runs failed", "finished: 7 of 7 runs", or for a
+    stopped session "interrupted: 1 of 3 runs finished, 1 interrupted, 1 not started"."""
+    if status != "finished" and statuses is not None:
+        counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
+        parts = [f"{counts.pop('finished', 0)} of {total} run{'s' if total != 1 else ''} finished"]
+        parts += [f"{n} {s}" for s, n in counts.items()]
+        if total > len(statuses):
+            parts.append(f"{total - len(statuses)} not started")
+        return f"{status}: " + ", ".join(parts)
     if failed:
         return f"{status} with {failed} of {total} run{'s' if total != 1 else ''} failed"
     return f"{status}: {total} of {total} run{'s' if total != 1 else ''}" + (
@@ -172,7 +180,8 @@ class SweepProgress:
             self._phase("done" if self.single else "between runs")
         elif kind == "session_end":
             self.ended = ev["status"]
-            text = "session " + session_summary(ev["status"], self.total, self.failed)
+            statuses = list(self.status_by_seq.values())
+            text = "session " + session_summary(ev["status"], self.total, self.failed, statuses)
             self._run = ""
             self._phase(ev["status"])
         self._print(text)
