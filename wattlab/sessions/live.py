@@ -1,4 +1,5 @@
-"""Following a session from its spool: what the console's Live screen and `attach` show.
+"""Following a session from its spool: what the console's Live screen shows (`wattlab attach`
+prints the same spool's events as lines, in cli_views.py).
 
 `LiveTail.poll()` reads whatever complete lines were appended to the spool since the last call
 (byte offsets, so polling at 4 Hz costs little) and returns an immutable `LiveSnapshot`. A fresh
