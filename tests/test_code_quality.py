@@ -34,3 +34,18 @@ def test_mypy() -> None:
     mypy = _tool("mypy")
     out = subprocess.run([*mypy, "wattlab"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_only_the_devices_layer_imports_vendor_libraries() -> None:
+    """pynvml, amdsmi and jtop are imported in wattlab/devices/ alone: a new vendor is two files there
+    (docs/ARCHITECTURE.md), and meters and engines ask the devices layer."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "wattlab"
+    pattern = re.compile(r"^\s*(import|from)\s+(pynvml|amdsmi|jtop)\b", re.MULTILINE)
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if pattern.search(p.read_text()) and p.relative_to(root).parts[0] != "devices"
+    ]
+    assert offenders == []
