@@ -2,20 +2,26 @@
 
 Batching is llama.cpp's own: one context with `n_seq_max` = max_batch sequences, and each
 `llama_decode` call carries one `llama_batch` holding the next token of every active sequence, plus
-chunks of newly admitted prompts (prefill and decode mixed, as llama.cpp's server does). A finished
-sequence's KV cells are dropped and the next waiting request takes its slot, so offline runs keep
-up to `batch_size` sequences busy and online runs admit a request the moment it arrives and a slot
-is free (continuous batching). Beam search: not offered (llama.cpp has no batched beam decoder).
+chunks of newly admitted prompts (prefill and decode mixed, as llama.cpp's server does; the prompt
+part is bounded by `prefill_chunk` while others decode). Tokens go in ascending sequence id and a
+new request takes the lowest free id, so llama.cpp runs a decode step as one ubatch (_fill_batch).
+A finished sequence's KV cells are dropped and the next waiting request takes its slot, so offline
+runs keep up to `batch_size` sequences busy and online runs admit a request the moment it arrives
+and a slot is free (continuous batching). Beam search: not offered (llama.cpp has no batched beam
+decoder).
 
-Tokens are chosen by llama.cpp sampler chains (greedy, or top-k -> top-p -> temperature -> seeded
-dist), one chain per request. `min_new_tokens` is forced with a logit-bias sampler that bans every
-end-of-generation token until that many tokens exist. Output ids exclude the EOS that ended a request.
+Greedy tokens are one numpy argmax over llama.cpp's logits buffer for the whole step; sampled
+tokens come from llama.cpp sampler chains (top-k -> top-p -> temperature -> seeded dist), one chain
+per request. `min_new_tokens` is forced by banning every end-of-generation token until that many
+tokens exist (greedy: -inf logits; sampling: a logit-bias sampler). Output ids exclude the EOS that
+ended a request.
 """
 
 from __future__ import annotations
 
 import collections
 import ctypes
+import heapq
 import importlib.metadata
 import os
 import time
@@ -30,7 +36,10 @@ from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Pro
 from wattlab.engines.gguf_meta import read_metadata
 from wattlab.engines.llamacpp_log import clear_log, quiet_llama_logs, recent_log
 from wattlab.engines.specs import llamacpp as _spec
-from wattlab.errors import EngineError, ModelError, OutOfMemory
+from wattlab.errors import ConfigError, EngineError, ModelError, OutOfMemory
+
+# KV-cache types offered as type_k / type_v (specs/llamacpp.py KV_TYPES), as ggml type ids.
+_KV_TYPES = {"f16": lc.GGML_TYPE_F16, "q8_0": lc.GGML_TYPE_Q8_0, "q4_0": lc.GGML_TYPE_Q4_0}
 
 
 @dataclass(slots=True)
@@ -57,6 +66,8 @@ class LlamaCppEngine(Engine):
         self._ctx: Any = None
         self._batch: Any = None
         self._batch_capacity = 0
+        self._prefill_chunk = 512
+        self._eog_ids: Any = None  # numpy array of the end-of-generation ids (greedy EOS ban)
         self._vocab: Any = None
         self._n_vocab = 0
         self._eog: set[int] = set()
@@ -93,24 +104,38 @@ class LlamaCppEngine(Engine):
         self._vocab = lc.llama_model_get_vocab(self._model)
         self._n_vocab = lc.llama_vocab_n_tokens(self._vocab)
         self._eog = {t for t in range(self._n_vocab) if lc.llama_vocab_is_eog(self._vocab, t)}
+        self._eog_ids = np.array(sorted(self._eog), dtype=np.intp)
         self.num_parameters = int(lc.llama_model_n_params(self._model))
 
         n_seq = self.config.max_batch
-        threads = opts.get("n_threads") or len(os.sched_getaffinity(0))
+        threads = int(opts.get("n_threads") or len(os.sched_getaffinity(0)))
         self._batch_capacity = max(int(opts.get("n_batch", 512)), n_seq)
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = n_seq * self.config.max_tokens
         cparams.n_batch = self._batch_capacity
-        cparams.n_ubatch = min(self._batch_capacity, 512)
+        cparams.n_ubatch = min(self._batch_capacity, int(opts.get("n_ubatch", 512)))
+        # A prompt chunk rides along with the decode tokens of a step; bounding it bounds the stall
+        # a newly admitted prompt puts on the running sequences (chunked prefill).
+        self._prefill_chunk = int(opts.get("prefill_chunk", cparams.n_ubatch))
         cparams.n_seq_max = n_seq
-        # Separate KV streams per sequence: prompts share no prefix in a benchmark, and a unified
-        # cache makes every sequence attend over all cells (llama.cpp PR 14363).
-        cparams.kv_unified = False
-        cparams.n_threads = cparams.n_threads_batch = int(threads)
+        # Separate KV streams per sequence by default: prompts share no prefix in a benchmark, and a
+        # unified cache makes every sequence attend over all cells (llama.cpp PR 14363).
+        cparams.kv_unified = bool(opts.get("kv_unified", False))
+        cparams.n_threads = threads
+        # Batched decode and prompts are multi-token steps, which llama.cpp runs on n_threads_batch.
+        cparams.n_threads_batch = int(opts.get("n_threads_batch") or threads)
         cparams.no_perf = False
         if "flash_attn" in opts:
             cparams.flash_attn_type = (
                 lc.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts["flash_attn"] else lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+        cparams.type_k = _KV_TYPES[opts.get("type_k", "f16")]
+        cparams.type_v = _KV_TYPES[opts.get("type_v", "f16")]
+        if opts.get("type_v", "f16") != "f16" and opts.get("flash_attn") is False:
+            self.close()
+            raise ConfigError(
+                f"type_v = {opts['type_v']!r} needs flash attention, and flash_attn is false",
+                fix="set flash_attn = true (or leave it unset), or type_v = 'f16'",
             )
         self._ctx = lc.llama_init_from_model(self._model, cparams)
         if not self._ctx:
@@ -244,7 +269,9 @@ class LlamaCppEngine(Engine):
         t0 = time.monotonic_ns()
         done = _common.new_completions(requests, t0, online)
         waiting = collections.deque(sorted(range(len(requests)), key=lambda i: (done[i].arrival_ns, i)))
-        free_seqs = list(range(width - 1, -1, -1))
+        # A min-heap: a new request takes the lowest free sequence id, keeping the busy ids
+        # consecutive (see _fill_batch).
+        free_seqs = list(range(width))
         active: dict[int, _Slot] = {}
         n_ctx_seq = lc.llama_n_ctx_seq(self._ctx)
         lc.llama_memory_clear(lc.llama_get_memory(self._ctx), True)
@@ -256,6 +283,10 @@ class LlamaCppEngine(Engine):
                         _common.sleep_until(done[waiting[0]].arrival_ns)
                     continue
                 outputs = self._fill_batch(active)
+                t_decode = time.monotonic_ns()
+                for slot in active.values():  # scheduled: the first decode holding its prompt starts
+                    if slot.prompt_done and done[slot.index].scheduled_ns is None:
+                        done[slot.index].scheduled_ns = t_decode
                 status = lc.llama_decode(self._ctx, self._batch)
                 if status != 0:
                     self._decode_failed(status, active, done, free_seqs)
@@ -290,29 +321,46 @@ class LlamaCppEngine(Engine):
             if problem:
                 _common.fail(done[i], problem)
                 continue
-            seed = _common.request_seed(decoding.seed, request.id)
-            forced = self._sampler(decoding, seed, ban_eog=True) if request.min_new_tokens > 0 else None
-            seq = free_seqs.pop()
-            active[seq] = _Slot(seq, i, request, forced, self._sampler(decoding, seed, ban_eog=False))
+            seq = heapq.heappop(free_seqs)
+            if decoding.strategy == "greedy":  # argmax in numpy over all rows at once (_sample)
+                active[seq] = _Slot(seq, i, request, None, None)
+            else:
+                seed = _common.request_seed(decoding.seed, request.id)
+                ban = request.min_new_tokens > 0
+                forced = self._sampler(decoding, seed, ban_eog=True) if ban else None
+                active[seq] = _Slot(seq, i, request, forced, self._sampler(decoding, seed, ban_eog=False))
             done[i].start_ns = time.monotonic_ns()
 
     def _fill_batch(self, active: dict[int, _Slot]) -> list[tuple[int, _Slot]]:
-        """Put every decoding sequence's next token, then prompt chunks, into the batch.
+        """Put every decoding sequence's next token and the prompt chunks into the batch.
 
-        Returns (batch position, slot) for each position whose logits choose a new token.
+        Returns (batch position, slot) for each position whose logits choose a new token, in
+        increasing position (llama.cpp returns their logits rows in that order).
         """
         n = 0
         outputs: list[tuple[int, _Slot]] = []
-        for slot in active.values():
+        slots = [active[seq] for seq in sorted(active)]
+        decoding = sum(slot.pending_token is not None for slot in slots)
+        # Sequences already decoding wait for this step's prompt tokens: with any of them in the
+        # batch, prompts get at most prefill_chunk tokens (llama.cpp server's chunked prefill).
+        budget = self._batch_capacity - decoding
+        if decoding:
+            budget = min(budget, self._prefill_chunk)
+        # In ascending sequence id, each sequence's tokens together. With a KV stream per sequence,
+        # llama.cpp splits a batch into ubatches of *consecutive increasing* sequence ids, in batch
+        # order (llama_batch_allocr::split_equal, sequential = !kv_unified), and each ubatch is one
+        # pass over all the weights. Taken in slot order (slots are reused as requests finish), a
+        # step of B decode tokens became up to B passes, so batch B cost B single steps.
+        for slot in slots:
             if slot.pending_token is not None:
                 self._add(n, slot.pending_token, slot.n_past, slot.seq, True)
                 outputs.append((n, slot))
                 slot.n_past += 1
                 slot.pending_token = None
                 n += 1
-        for slot in active.values():
+                continue
             prompt = slot.request.prompt_ids
-            while slot.prompt_done < len(prompt) and n < self._batch_capacity:
+            while slot.prompt_done < len(prompt) and budget > 0:
                 last = slot.prompt_done == len(prompt) - 1
                 self._add(n, prompt[slot.prompt_done], slot.prompt_done, slot.seq, last)
                 if last:
@@ -320,6 +368,7 @@ class LlamaCppEngine(Engine):
                 slot.prompt_done += 1
                 slot.n_past = slot.prompt_done
                 n += 1
+                budget -= 1
         self._batch.n_tokens = n
         return outputs
 
@@ -330,11 +379,14 @@ class LlamaCppEngine(Engine):
         active: dict[int, _Slot],
         free_seqs: list[int],
     ) -> int:
-        chosen: list[tuple[_Slot, int]] = []
-        for pos, slot in outputs:
-            use_forced = slot.forced is not None and slot.generated < slot.request.min_new_tokens
-            token = lc.llama_sampler_sample(slot.forced if use_forced else slot.free, self._ctx, pos)
-            chosen.append((slot, token))
+        if outputs and outputs[0][1].free is None:
+            chosen = self._greedy(outputs)
+        else:
+            chosen = []
+            for pos, slot in outputs:
+                use_forced = slot.forced is not None and slot.generated < slot.request.min_new_tokens
+                token = lc.llama_sampler_sample(slot.forced if use_forced else slot.free, self._ctx, pos)
+                chosen.append((slot, token))
         t = time.monotonic_ns()  # the step's tokens are all known now
         new_tokens = 0
         for slot, token in chosen:
@@ -353,8 +405,23 @@ class LlamaCppEngine(Engine):
             completion.end_ns = t
             self._release(slot)
             del active[slot.seq]
-            free_seqs.append(slot.seq)
+            heapq.heappush(free_seqs, slot.seq)
         return new_tokens
+
+    def _greedy(self, outputs: list[tuple[int, _Slot]]) -> list[tuple[_Slot, int]]:
+        """Greedy tokens of every output row at once: one numpy argmax over llama.cpp's logits
+        buffer (no copy), instead of one sampler call per sequence that copies 49k candidates.
+
+        The batch asks logits for positions in increasing order, so row j is outputs[j]. Rows still
+        under min_new_tokens get -inf on the end-of-generation ids (in llama.cpp's buffer, which
+        the next decode overwrites). Ties go to the lowest id, as llama.cpp's greedy sampler does.
+        """
+        logits = np.ctypeslib.as_array(lc.llama_get_logits(self._ctx), shape=(len(outputs), self._n_vocab))
+        banned = [j for j, (_, slot) in enumerate(outputs) if slot.generated < slot.request.min_new_tokens]
+        if banned and len(self._eog_ids):
+            logits[np.ix_(banned, self._eog_ids)] = -np.inf
+        tokens = logits.argmax(axis=1).tolist()
+        return [(slot, int(token)) for (_, slot), token in zip(outputs, tokens, strict=True)]
 
     def _decode_failed(
         self, status: int, active: dict[int, _Slot], done: list[Completion], free_seqs: list[int]
@@ -370,7 +437,7 @@ class LlamaCppEngine(Engine):
             _common.fail(done[slot.index], message)
             self._release(slot)
             del active[slot.seq]
-            free_seqs.append(slot.seq)
+            heapq.heappush(free_seqs, slot.seq)
 
     # --- perplexity -----------------------------------------------------------------------------
     def prompt_logprobs(self, ids: list[int]) -> list[float]:

@@ -167,8 +167,8 @@ class EngineSpec:
 
     @property
     def loads_random(self) -> bool:
-        """Whether it can run `random:<arch>` models (random weights in a checkpoint directory)."""
-        return self.model_kind == "hf"
+        """Whether it can run `random:<arch>` models (a checkpoint directory, or a written random GGUF)."""
+        return self.model_kind in ("hf", "gguf")
 
 
 __all__ = [

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from wattlab.engines.spec import GGUF_VARIANTS, EngineSpec, Option
 
+# KV-cache element types offered (llama.cpp's ggml types; q8_0/q4_0 V caches need flash attention
+# on most builds, which llama.cpp's "auto" turns on where it can).
+KV_TYPES = ("f16", "q8_0", "q4_0")
+
 SPEC = EngineSpec(
     "llamacpp",
     "llama.cpp through llama-cpp-python: GGUF files, parallel sequences, n_gpu_layers",
@@ -13,10 +17,48 @@ SPEC = EngineSpec(
     extra="llamacpp",
     abilities=frozenset({"online", "sampling", "logprobs"}),
     options=(
-        Option("n_gpu_layers", int, "layers offloaded to the GPU; -1 = all (default: all on cuda, 0 on cpu)"),
-        Option("n_threads", int, "CPU threads for generation (default: all cores)"),
-        Option("n_batch", int, "tokens per llama_decode call in prompt processing (default 512)"),
-        Option("flash_attn", bool, "use flash attention where the build has it (default: llama.cpp's auto)"),
+        Option(
+            "n_gpu_layers",
+            int,
+            "layers offloaded to the GPU; -1 = all (default: all on cuda, 0 on cpu)",
+            min=-1,
+        ),
+        Option("n_threads", int, "CPU threads for one-token decode steps (default: all cores)", min=1),
+        Option(
+            "n_threads_batch",
+            int,
+            "CPU threads for multi-token steps: prompts and batched decode (default: n_threads)",
+            min=1,
+        ),
+        Option("n_batch", int, "most tokens one llama_decode call carries (default 512)", min=1),
+        Option(
+            "n_ubatch",
+            int,
+            "physical batch: most tokens one compute-graph pass holds (default: min(n_batch, 512))",
+            min=1,
+        ),
+        Option(
+            "prefill_chunk",
+            int,
+            "most prompt tokens added to a step that also decodes, so a new "
+            "prompt stalls the running sequences at most that long (default: n_ubatch)",
+            min=1,
+        ),
+        Option("flash_attn", bool, "use flash attention (default: llama.cpp's auto)"),
+        Option("type_k", str, "KV-cache type of K (default f16)", choices=KV_TYPES, default="f16"),
+        Option(
+            "type_v",
+            str,
+            "KV-cache type of V (default f16; quantized V needs flash attention)",
+            choices=KV_TYPES,
+            default="f16",
+        ),
+        Option(
+            "kv_unified",
+            bool,
+            "one KV buffer shared by all sequences instead of one stream each (default false)",
+            default=False,
+        ),
     ),
     model_kind="gguf",
     variants=GGUF_VARIANTS,  # the file's own type first (models.variants)
