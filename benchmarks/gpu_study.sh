@@ -14,6 +14,8 @@ OUT=${OUT:-gpu-study}
 GPUS=${GPUS:-0}
 PY=${PYTHON:-python3}
 SWEEP_TIMEOUT_S=${SWEEP_TIMEOUT_S:-400}  # leaves ~2 minutes of the 9 for the rest
+STUDY=${STUDY:-benchmarks/gpu_study.toml}  # benchmarks/gpu_study_llamacpp.toml: the llama.cpp half
+PEERS=${PEERS:-1}  # 0: skip the Zeus/codecarbon side-by-side
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 WATTLAB_HOME=${WATTLAB_HOME:-/tmp/wattlab-home}
 export VLLM_USE_FLASHINFER_SAMPLER=${VLLM_USE_FLASHINFER_SAMPLER:-0}
@@ -28,7 +30,7 @@ LOGGER=$!
 sleep 1
 
 echo "== 2. sweep (stopped with SIGINT after ${SWEEP_TIMEOUT_S}s; committed runs stay, the rest is resumable)"
-timeout -s INT -k 30 "$SWEEP_TIMEOUT_S" $PY -m wattlab sweep benchmarks/gpu_study.toml --db "$OUT/gpu_study.duckdb"
+timeout -s INT -k 30 "$SWEEP_TIMEOUT_S" $PY -m wattlab sweep "$STUDY" --db "$OUT/gpu_study.duckdb"
 echo "sweep exit status $? at ${SECONDS}s"
 
 echo "== 3. stop the logger"
@@ -51,7 +53,8 @@ $PY -m wattlab report --db "$OUT/gpu_study.duckdb" --out /tmp/gpu-study-report >
   && cp /tmp/gpu-study-report/report.md "$OUT/report.md"
 ls -la "$OUT"
 
+[ "$PEERS" = 1 ] || { echo "done in ${SECONDS}s"; exit 0; }
 echo "== 5. wattlab, Zeus, codecarbon and the outside log, window by window (${SECONDS}s)"
-timeout -k 10 110 $PY benchmarks/peers_side_by_side.py --gpus "${GPUS%%,*}" --lengths 0.5,2,10 \
+timeout -k 10 100 $PY benchmarks/peers_side_by_side.py --gpus "${GPUS%%,*}" --lengths 0.5,2,10 \
   --intensities idle,low,high --repeats 1 --gap 0.5 --json "$OUT/peers.json"
 echo "peers exit status $?; done in ${SECONDS}s"

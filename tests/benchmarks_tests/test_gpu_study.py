@@ -18,9 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_study_sweep_is_valid_but_for_device_availability() -> None:
     sweep = load_sweep(ROOT / "benchmarks" / "gpu_study.toml")
+    half = load_sweep(ROOT / "benchmarks" / "gpu_study_llamacpp.toml")  # after llama.cpp's CUDA build
     specs = [s for s, _ in sweep.runs]
-    engines = {s.engine for s in specs}
-    assert engines == {"transformers", "vllm", "llamacpp"}
+    assert {s.engine for s in specs} == {"transformers", "vllm"}
+    assert {s.engine for s, _ in half.runs} == {"llamacpp"}
+    # llama.cpp runs the same random shape as the other two
+    assert "random:llama-3.2-1b" in {s.model for s, _ in half.runs} & {s.model for s in specs}
     assert sweep.session.meters == "nvml"
     assert all(s.device == "cuda" for s in specs)
     # The comparisons the study exists for are all there.
@@ -31,7 +34,7 @@ def test_the_study_sweep_is_valid_but_for_device_availability() -> None:
     assert any(s.options.get("enable_prefix_caching") is True for s in specs)
     # Every problem the preflight finds here is about the GPU this CPU box lacks (or, on a GPU
     # box, none): engine options, models, variants and token budgets are all accepted.
-    for problem, _runs in check_sweep(sweep):
+    for problem, _runs in [*check_sweep(sweep), *check_sweep(half)]:
         assert problem.key == "device" and "no NVIDIA GPU" in problem.text, problem
 
 
