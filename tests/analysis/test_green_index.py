@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from wattlab.errors import ConfigError
 from wattlab.analysis.green_index import GreenInputs, GreenWeights, green_index
+from wattlab.errors import ConfigError
 
 
 def test_hand_computed_against_a_baseline() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from wattlab.errors import ConfigError
 from wattlab.analysis.pareto import (
     STANDARD_OBJECTIVES,
     Objective,
@@ -17,6 +16,7 @@ from wattlab.analysis.pareto import (
     pareto_front,
     parse_objectives,
 )
+from wattlab.errors import ConfigError
 
 
 def _brute_force(points: Sequence[tuple[float, ...]], directions: list[str]) -> list[int]:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from wattlab.analysis.readonly_sql import run_read_query
 from wattlab.app import data
 from wattlab.errors import StoreError
 from wattlab.sessions import commit
-from wattlab.analysis.readonly_sql import run_read_query
 from wattlab.sessions.store import Store
 
 

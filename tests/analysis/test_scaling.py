@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from wattlab.errors import ConfigError
 from wattlab.analysis.scaling import fit_power_law, fit_power_law_rows
+from wattlab.errors import ConfigError
 
 
 def test_recovers_an_exact_power_law() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from wattlab.analysis.pareto import pareto_front
 from wattlab.app import data
 from wattlab.errors import ConfigError, StoreError
-from wattlab.analysis.pareto import pareto_front
 from wattlab.sessions.store import Store
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from app_helpers import make_app, pilot_test, screen_text, settle, static_catalog
 from textual.widgets import DataTable, Select
 
-from wattlab.app.catalog import StaticCatalog
 from wattlab.analysis.queries import resolve_id
+from wattlab.app.catalog import StaticCatalog
 from wattlab.sessions.store import Store
 
 FIX = "pip install 'wattlab[transformers]'"

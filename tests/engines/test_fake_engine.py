@@ -13,8 +13,8 @@ from wattlab.engines._common import OOM_FIX
 from wattlab.engines.base import Decoding, Engine, Request
 from wattlab.engines.fake import CRASH_EXIT_CODE, EOS_ID, WORD_OFFSET, FakeEngine, detokenize, tokenize
 from wattlab.engines.models import resolve, variants
-from wattlab.sessions.worker import WorkerClient
 from wattlab.errors import ConfigError, EngineCrashed, EngineError, OutOfMemory
+from wattlab.sessions.worker import WorkerClient
 
 GREEDY = Decoding()
 

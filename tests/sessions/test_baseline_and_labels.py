@@ -12,13 +12,13 @@ import pytest
 from rich.console import Console
 
 from wattlab import cli_views
+from wattlab.analysis.queries import get_run
 from wattlab.meters.base import Domain, Sample, now_ns
 from wattlab.meters.estimate import EstimateMeter
 from wattlab.meters.timeline import Timeline
 from wattlab.meters.windows import BASELINE_NOT_IDLE, judge_idle
 from wattlab.sessions import figures
 from wattlab.sessions.events import describe_event, run_line
-from wattlab.analysis.queries import get_run
 from wattlab.sessions.runner import Runner
 from wattlab.sessions.spec import parse_sweep
 from wattlab.sessions.store import Store

@@ -333,7 +333,7 @@ def test_a_terminal_that_went_away_does_not_cost_a_run(tmp_path: Path) -> None:
         if len(calls) > 3:
             raise BrokenPipeError(32, "Broken pipe")
 
-    results, store, runner = run_sweep(tmp_path, "[grid]\nbatch_size = [1, 2]\n", echo=gone)
+    _, store, runner = run_sweep(tmp_path, "[grid]\nbatch_size = [1, 2]\n", echo=gone)
     assert runner.status == "finished"
     assert [r["status"] for r in runs_of(store, runner.session_id)] == ["finished", "finished"]
     assert len(calls) == 4  # switched off after the first failure

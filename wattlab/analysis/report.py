@@ -23,9 +23,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from wattlab.errors import ConfigError
 from wattlab.analysis import queries, svgplot
 from wattlab.analysis.front import pareto_runs
+from wattlab.errors import ConfigError
 from wattlab.sessions.store import Store
 
 SETTINGS = [

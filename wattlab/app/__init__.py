@@ -2,5 +2,6 @@
 
 It reads through `wattlab.analysis` (queries, the SQL box, Pareto), follows runs through
 `wattlab.sessions` (live tail, sweep files, the detached runner, the preflight) and uses light
-catalog modules (engine specs, tasks); it never imports torch, vllm, llama_cpp, pynvml or jtop. Meters are read by a monitor child process or by the runner, never by the console.
+catalog modules (engine specs, tasks); it never imports torch, vllm, llama_cpp, pynvml or jtop.
+Meters are read by a monitor child process or by the runner, never by the console.
 """

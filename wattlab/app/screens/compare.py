@@ -14,11 +14,11 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
+from wattlab.analysis.queries import short_ids, varying_labels
 from wattlab.app import fmt
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
-from wattlab.analysis.queries import short_ids, varying_labels
 
 HIGHER_IS_BETTER = {
     "throughput_tok_s",

@@ -16,12 +16,12 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, Select, Static
 
+from wattlab.analysis.queries import short_ids
 from wattlab.app import fmt
 from wattlab.app.data import SORTABLE, RunFilter
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
-from wattlab.analysis.queries import short_ids
 
 ALL = "__all__"
 # (column key, header) of the runs table; keys in SORTABLE can be sorted on.

@@ -16,6 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Label, Select, Static
 
+from wattlab.analysis.queries import short_ids
 from wattlab.app import fmt
 from wattlab.app.data import OBJECTIVES
 from wattlab.app.screens.base import LabScreen
@@ -23,7 +24,6 @@ from wattlab.app.widgets.nav import NavBar
 from wattlab.app.widgets.scatter import ScatterData, ScatterPlot, ScatterPoint, group_colors, group_markers
 from wattlab.engines import display_order
 from wattlab.errors import WattlabError
-from wattlab.analysis.queries import short_ids
 
 ALL = "__all__"
 

@@ -18,12 +18,12 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DataTable, Footer, Static, TextArea
 
+from wattlab.analysis.readonly_sql import TABLES
 from wattlab.app import fmt
 from wattlab.app.modes import SCREENS
 from wattlab.app.screens.base import LabScreen
 from wattlab.app.widgets.nav import NavBar
 from wattlab.errors import WattlabError
-from wattlab.analysis.readonly_sql import TABLES
 
 EXAMPLE = (
     "SELECT engine, model, quant, batch_size, count(*) AS runs,\n"
