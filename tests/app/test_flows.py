@@ -77,7 +77,9 @@ async def test_run_detail_shows_figures_methods_and_energy_rows(small_db: Path) 
         rows = [figures.get_row_at(i) for i in range(figures.row_count)]
         energy = next(r for r in rows if r[0] == "energy (gross)")
         assert "counter" in str(energy[2]) or "estimated" in str(energy[2])
-        assert any(r[0] == "TTFT p50" and "first token" in str(r[2]) for r in rows)
+        # the headline TTFT names its basis (service offline, client online) and both parts exist
+        assert any(r[0] == "TTFT p50, headline" and "service: first token" in str(r[2]) for r in rows)
+        assert any(r[0].startswith("TTFT p50, service") for r in rows)
         assert app.screen.query_one("#detail-energy", DataTable).row_count >= 2
         assert "Power" in _text(app, "#detail-legend")
         await pilot.press("escape")
