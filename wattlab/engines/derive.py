@@ -15,6 +15,11 @@
 Every build runs under a per-target lock file (two runners deriving at once wait, not collide)
 and lands by an atomic rename, so a killed build never leaves a half-written model in place.
 Heavy imports (transformers, torch, llama_cpp) happen inside the build functions only.
+
+The engine worker never derives in its own process: derive_in_child() runs the builds in a
+short-lived child (`python -m wattlab.engines.derive`), so a crash or a leak of the writer or of
+llama.cpp's quantizer never shares the process that then creates the CUDA context and loads the
+model; a crashed child is a ModelError naming the step. The child's stderr is the worker log.
 """
 
 from __future__ import annotations
@@ -25,12 +30,19 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from wattlab.errors import ConfigError, EngineNotInstalled, ModelError
+from wattlab.errors import ConfigError, EngineNotInstalled, ModelError, WattlabError
 from wattlab.paths import models_dir
+
+if TYPE_CHECKING:
+    from wattlab.engines.base import EngineConfig
 
 CONFIGS_DIR = Path(__file__).with_name("configs")
 SOURCE_NOTE = "wattlab-source.json"  # written into every derived directory: what it was made from
@@ -54,11 +66,17 @@ def _lock(target: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+# Called as each build starts (step, target) and as it is about to land (step + " (landing)",
+# target); the derivation child reports both to its parent.
+_step_hook: Callable[[str, Path], None] | None = None
+
+
+def build_once(target: Path, build: Callable[[Path], None], step: str = "building") -> Path:
     """Return `target`, building it first (into a temporary sibling, then renamed) if it is absent.
 
-    build(tmp) writes the file or directory at `tmp`. Concurrent callers wait on the lock; the
-    second finds the target present and returns at once.
+    build(tmp) writes the file or directory at `tmp`; `step` says what that is, in words ("writing
+    random:tiny-llama as an F16 GGUF"). Concurrent callers wait on the lock; the second finds the
+    target present and returns at once.
     """
     if target.exists():
         return target
@@ -71,7 +89,11 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
             _remove(stale)
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         try:
+            if _step_hook is not None:
+                _step_hook(step, target)
             build(tmp)
+            if _step_hook is not None:
+                _step_hook(step + " (landing)", target)
             os.rename(tmp, target)
         finally:
             _remove(tmp)
@@ -108,7 +130,11 @@ def hf_checkpoint_path(gguf: Path) -> Path:
 
 def ensure_hf_checkpoint(gguf: Path) -> Path:
     """The transformers/vLLM checkpoint de-quantized from `gguf` (fp32), built on first use (~20 s)."""
-    return build_once(hf_checkpoint_path(gguf), lambda tmp: _build_hf_checkpoint(gguf, tmp))
+    return build_once(
+        hf_checkpoint_path(gguf),
+        lambda tmp: _build_hf_checkpoint(gguf, tmp),
+        f"de-quantizing {gguf.name} to a Hugging Face checkpoint",
+    )
 
 
 def _build_hf_checkpoint(gguf: Path, out: Path) -> None:
@@ -159,7 +185,7 @@ def ensure_tokenizer_dir(gguf: Path) -> Path:
         AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(str(tmp))
         _write_note(tmp, kind="tokenizer-from-gguf", source=str(gguf))
 
-    return build_once(target, build)
+    return build_once(target, build, f"extracting the tokenizer of {gguf.name}")
 
 
 def random_config_path(arch: str) -> Path:
@@ -189,7 +215,7 @@ def ensure_random_dir(arch: str, tokenizer_dir: Path | None) -> Path:
                     shutil.copy2(tokenizer_dir / name, tmp / name)
         _write_note(tmp, kind="random-weights", arch=arch, tokenizer=str(tokenizer_dir or "bytes"))
 
-    return build_once(target, build)
+    return build_once(target, build, f"writing the random:{arch} config directory")
 
 
 # --- GGUF requantization ---------------------------------------------------------------------
@@ -205,7 +231,11 @@ def ensure_gguf_variant(source: Path, variant: str) -> Path:
 
     if variant not in FILE_TYPE_IDS:
         raise ConfigError(f"unknown GGUF type {variant!r}", fix=f"use one of: {', '.join(FILE_TYPE_IDS)}")
-    return build_once(gguf_variant_path(source, variant), lambda tmp: _quantize(source, tmp, variant))
+    return build_once(
+        gguf_variant_path(source, variant),
+        lambda tmp: _quantize(source, tmp, variant),
+        f"quantizing {source.name} to {variant} with llama.cpp's quantizer",
+    )
 
 
 def _quantize(source: Path, out: Path, variant: str) -> None:
@@ -270,7 +300,7 @@ def ensure_random_gguf(arch: str, variant: str, tokenizer_gguf: Path) -> Path:
         _require("gguf", "llamacpp")
         random_gguf.write_random_gguf(arch, config, tokenizer_gguf, tmp)
 
-    source = build_once(f16, write_f16)
+    source = build_once(f16, write_f16, f"writing random:{arch} as an F16 GGUF")
     if variant == "F16":
         return source
     target = random_gguf_path(arch, variant, tokenizer_gguf)
@@ -281,4 +311,140 @@ def ensure_random_gguf(arch: str, variant: str, tokenizer_gguf: Path) -> Path:
         random_gguf.check_free_space(tmp.parent, need, f"random:{arch} as {variant}")
         _quantize(source, tmp, variant)
 
-    return build_once(target, quantize)
+    return build_once(target, quantize, f"quantizing random:{arch} to {variant} with llama.cpp's quantizer")
+
+
+# --- the derivation child ----------------------------------------------------------------------
+
+# Test hook: a derivation child whose step contains this text segfaults as that step's file is about
+# to land (its temp file written, not renamed), like a crash in the writer or the quantizer.
+CRASH_ENV = "WATTLAB_TEST_DERIVE_CRASH"
+
+
+def derive_in_child(config: EngineConfig) -> None:
+    """Build `config`'s missing derived files (models.ensure_files) in a short-lived child process.
+
+    The child's stderr is ours (the worker log). A WattlabError there is raised here as itself; a
+    child that dies (a signal, an exit without an answer) is a ModelError naming the model, the
+    variant and the step it was on, with the partial files it left, if any.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wattlab.engines.derive", json.dumps(config.as_dict(), default=str)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    step: str | None = None
+    target: Path | None = None
+    answer: dict[str, Any] | None = None
+    try:
+        for raw in proc.stdout:
+            with contextlib.suppress(ValueError):
+                msg = json.loads(raw)
+                if "step" in msg:
+                    step, target = msg["step"], Path(msg["target"])
+                else:
+                    answer = msg
+        code = proc.wait()
+    except BaseException:  # interrupted here: the child goes too (its temp files are reclaimed later)
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stdout.close()
+    if answer is not None and answer.get("ok") and code == 0:
+        return
+    if answer is not None and answer.get("error"):
+        import wattlab.errors as errors
+
+        cls = getattr(errors, str(answer["error"]), None)
+        if not (isinstance(cls, type) and issubclass(cls, WattlabError)):
+            cls = ModelError
+        raise cls(str(answer.get("message")), fix=answer.get("fix"), title=answer.get("title"))
+    if code < 0:
+        try:
+            how = f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"was killed by signal {-code}"
+        if -code == signal.SIGKILL:
+            how += " (often the kernel's out-of-memory killer)"
+    else:
+        how = f"exited with code {code} without an answer"
+    what = f"{config.model} as {config.variant}"
+    doing = f" while {step.removesuffix(' (landing)')}" if step else ""
+    partial = _leftovers(target) if target is not None else []
+    if partial:
+        fix = (
+            f"delete the partial files under {partial[0].parent} ({', '.join(p.name for p in partial)}) "
+            "and retry; if it crashes again, try another variant or engine"
+        )
+    else:
+        fix = "retry (the worker log has the child's last lines); if it crashes again, try another variant"
+    raise ModelError(
+        f"deriving the files of {what} failed: the derivation child {how}{doing}",
+        fix=fix,
+        title="Model derivation crashed",
+    )
+
+
+def _leftovers(target: Path) -> list[Path]:
+    """Partial files a crashed build of `target` left: its temp siblings (never the target itself,
+    which only ever appears whole, by rename)."""
+    with contextlib.suppress(OSError):
+        return sorted(target.parent.glob(f".{target.name}.tmp-*"))
+    return []
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when its parent (the engine worker) dies."""
+    import ctypes
+
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _child_main(argv: list[str]) -> int:
+    import faulthandler
+
+    from wattlab.engines import derive  # this module as the builds see it (not `__main__`)
+    from wattlab.engines.base import EngineConfig
+    from wattlab.engines.models import ensure_files
+
+    # Replies go on a private copy of stdout; fd 1 itself joins the log (native code prints there).
+    reply = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    _die_with_parent()
+    crash_on = os.environ.get(CRASH_ENV)
+
+    def send(item: dict[str, Any]) -> None:
+        reply.write(json.dumps(item) + "\n")
+        reply.flush()
+
+    def on_step(step: str, target: Path) -> None:
+        print(f"[derive {os.getpid()}] {step}: {target}", file=sys.stderr, flush=True)
+        send({"step": step, "target": str(target)})
+        if crash_on and crash_on in step and step.endswith("(landing)"):
+            import ctypes
+
+            ctypes.string_at(0)  # a real SIGSEGV, for tests
+
+    derive._step_hook = on_step
+    try:
+        ensure_files(EngineConfig.from_dict(json.loads(argv[0])))
+    except WattlabError as exc:
+        send(exc.as_dict())
+        return 1
+    except Exception as exc:
+        failed = ModelError(
+            f"deriving the model's files failed: {type(exc).__name__}: {exc}", fix="see the worker log"
+        )
+        send(failed.as_dict())
+        return 1
+    send({"ok": True})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main(sys.argv[1:]))

@@ -25,8 +25,9 @@ Options (EngineConfig.options, checked in engines/options.py):
     tokens_per_step = 1      tokens each sequence gets per step (engines that stream token batches)
     load_s = 0.05            how long load() takes
     eos_after = N            greedy/sampled outputs stop (EOS) after N tokens, min_new_tokens allowing
-    fail = "crash" | "hang" | "oom" | "error"
-                             crash: the worker process dies (os._exit); hang: it stops answering
+    fail = "crash" | "hang" | "oom" | "error" | "segv"
+                             crash: the worker process dies (os._exit); segv: it really segfaults
+                             (a NULL read, like a native library's bug); hang: it stops answering
                              (until the runner's timeout kills it); oom: raises OutOfMemory; error:
                              raises EngineError
     fail_after_tokens = N    fail once N output tokens were generated since load (default: at the
@@ -63,7 +64,7 @@ WORDS = (
 WORD_OFFSET = BYTE_OFFSET + 256
 WORD_IDS = {" " + w: WORD_OFFSET + i for i, w in enumerate(WORDS)}
 VOCAB_SIZE = WORD_OFFSET + len(WORDS)
-FAILURES = ("crash", "hang", "oom", "error")
+FAILURES = ("crash", "hang", "oom", "error", "segv")
 FAIL_POINTS = ("generate", "load")
 LATE_NS = 50_000_000
 CRASH_EXIT_CODE = 86  # what a `fail = "crash"` worker exits with (os._exit: no cleanup, like a segfault)
@@ -211,6 +212,11 @@ class FakeEngine(Engine):
         if self.settings.fail == "crash":
             print(f"fake engine: crashing on purpose ({what})", file=sys.stderr, flush=True)
             os._exit(CRASH_EXIT_CODE)
+        if self.settings.fail == "segv":
+            import ctypes
+
+            print(f"fake engine: segfaulting on purpose ({what})", file=sys.stderr, flush=True)
+            ctypes.string_at(0)  # a NULL read: SIGSEGV, no Python exception
         if self.settings.fail == "hang":
             print(f"fake engine: hanging on purpose ({what})", file=sys.stderr, flush=True)
             parent = os.getppid()

@@ -16,6 +16,12 @@ Protocol: JSON lines over two pipes (not stdout, which native libraries write to
                        {"ev": "progress", "tokens": n, "t": ns}       (output tokens so far, <= 10/s)
                        {"ev": "ok", "result": {...}}                  (the reply to one op)
                        {"ev": "error", "error": "OutOfMemory", "message": ..., "fix": ...}
+
+The worker log (the spool's worker-N.log; worker_log.py) is the worker's fd 1 and fd 2, unbuffered,
+so whatever a native library prints survives a crash; each op writes a line there as it starts and
+ends, and faulthandler dumps every thread's Python stack there on a SIGSEGV / SIGABRT / SIGBUS /
+SIGFPE. A native crash thus leaves the op it hit, the last lines before it and where Python was.
+Model files are derived in a child of the worker (derive.derive_in_child), never in it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from wattlab.errors import EngineCrashed, EngineError, WattlabError
+from wattlab.sessions.worker_log import crash_tail, describe_op, log_line, setup_log
 
 PROGRESS_PERIOD_NS = 100_000_000
 
@@ -59,13 +66,19 @@ class _Worker:
             msg = json.loads(line)
             op = msg.pop("op")
             if op == "close":
+                log_line("op close")
                 break
+            log_line(f"op {describe_op(op, msg)}")
+            t0 = time.monotonic()
             try:
                 result = getattr(self, f"op_{op}")(**msg)
+                log_line(f"op {op} ok ({time.monotonic() - t0:.2f} s)")
                 self.send({"ev": "ok", "result": result})
             except WattlabError as exc:
+                log_line(f"op {op} failed: {type(exc).__name__}: {exc.message}")
                 self.send({"ev": "error", **exc.as_dict()})
             except MemoryError:
+                log_line(f"op {op} failed: MemoryError")
                 self.send(
                     {
                         "ev": "error",
@@ -76,14 +89,17 @@ class _Worker:
                     }
                 )
             except Exception as exc:  # an untranslated vendor error: report it, stay alive
+                log_line(f"op {op} failed: {type(exc).__name__}: {exc}")
                 self.send({"ev": "error", **translate_exception(exc).as_dict()})
         if self.engine is not None:
             self.engine.close()
 
     # --- ops ------------------------------------------------------------------------------------
     def op_load(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Resolve the model (deriving files on first use, outside the load window), then load it."""
+        """Resolve the model, derive its files on first use (outside the load window, in a child
+        process of their own: derive.derive_in_child), then load it."""
         from wattlab.engines import get_engine_class
+        from wattlab.engines.derive import derive_in_child
         from wattlab.engines.models import resolve
 
         cfg = resolve(
@@ -94,7 +110,10 @@ class _Worker:
             max_batch=int(config.get("max_batch") or 1),
             max_tokens=int(config.get("max_tokens") or 2048),
             options=config.get("options") or {},
+            prepare=False,  # GGUF variants and checkpoints are derived below, not in this process
         )
+        if cfg.options.get("derive_from") and not Path(cfg.path).exists():
+            derive_in_child(cfg)
         cls = get_engine_class(cfg.engine)
         self.template = cfg.options.get("chat_template")
         self.mark("load_start")
@@ -166,10 +185,13 @@ class _Worker:
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     rfd, wfd = int(args[0]), int(args[1])
-    # Native libraries print to stdout; send that to the log (stderr) so nothing is mistaken for data.
-    os.dup2(2, 1)
+    setup_log(args[2] if len(args) > 2 else None)
+    # llama.cpp's own log (kept in a buffer otherwise) is written to the worker log too.
+    os.environ.setdefault("WATTLAB_LLAMA_LOG", "info")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # survive a dropped SSH link, like the runner
+    log_line(f"started: python {sys.version.split()[0]}, pid {os.getpid()}, parent {os.getppid()}")
     _Worker(rfd, wfd).serve()
+    log_line("closed")
     return 0
 
 
@@ -198,9 +220,17 @@ class WorkerClient:
         self.info: dict[str, Any] = {}
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
+        self.last_op: str | None = None  # the op sent last, described (for a crash message)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wattlab.sessions.worker", str(to_worker_r), str(from_worker_w)],
+            [
+                sys.executable,
+                "-m",
+                "wattlab.sessions.worker",
+                str(to_worker_r),
+                str(from_worker_w),
+                str(log_path),
+            ],
             pass_fds=(to_worker_r, from_worker_w),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -222,6 +252,7 @@ class WorkerClient:
     def call(self, op: str, timeout_s: float | None = None, **payload: Any) -> dict[str, Any]:
         """Send one op and wait for its reply, dispatching marks and progress meanwhile."""
         data = (json.dumps({"op": op, **payload}, separators=(",", ":")) + "\n").encode()
+        self.last_op = describe_op(op, payload)
         try:
             _write_all(self._to_worker, data)
         except BrokenPipeError as exc:
@@ -288,9 +319,11 @@ class WorkerClient:
                 how += " (often the kernel's out-of-memory killer)"
         else:
             how = f"exited with code {code}"
-        tail = _tail(self.log_path)
+        during = f" during op {self.last_op}" if self.last_op else ""
+        tail = crash_tail(self.log_path)
         return EngineCrashed(
-            f"the engine worker {how}" + (f"; last log lines:\n{tail}" if tail else ""),
+            f"the engine worker {how}{during}"
+            + (f"; last log lines:\n{tail}" if tail else f"; its log {self.log_path} is empty"),
             fix=f"see {self.log_path}; if it ran out of memory, lower the batch size or token lengths",
         )
 
@@ -334,15 +367,6 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    kept = [ln for ln in text.splitlines() if ln.strip()][-lines:]
-    return "\n".join("    " + ln[:300] for ln in kept)
 
 
 def _error_from(msg: dict[str, Any]) -> WattlabError:

@@ -22,7 +22,7 @@ SPEC = EngineSpec(
         Option("tokens_per_step", int, "tokens each sequence gets per step (default 1)"),
         Option("load_s", float, "seconds load() takes (default 0.05)"),
         Option("eos_after", int, "stop each output with EOS after this many tokens (default: never)"),
-        Option("fail", str, "crash | hang | oom | error: fail on purpose"),
+        Option("fail", str, "crash | hang | oom | error | segv: fail on purpose"),
         Option("fail_after_tokens", int, "fail once this many tokens were generated since load"),
         Option("fail_at", str, "generate | load: when `fail` strikes (default generate)"),
     ),
