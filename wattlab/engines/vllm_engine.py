@@ -133,6 +133,8 @@ class VllmEngine(Engine):
         for name in ("kv_cache_dtype", "enable_chunked_prefill", "max_num_batched_tokens"):
             if name in opts:
                 kwargs[name] = opts[name]
+        if opts.get("quantization", "none") != "none":  # fp8: quantized from the loaded weights
+            kwargs["quantization"] = opts["quantization"]
         try:
             from vllm import LLM
 

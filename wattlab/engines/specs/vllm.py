@@ -78,6 +78,16 @@ SPEC = EngineSpec(
             default="auto",
         ),
         Option(
+            "quantization",
+            str,
+            "weight quantization: none (the variant's dtype) or fp8 (vLLM quantizes the bf16/fp16 "
+            "weights to FP8 at load, dynamic per-token activation scales: W8A8 on Hopper and newer, "
+            "weight-only FP8 Marlin on Ampere; GPU only)",
+            choices=("none", "fp8"),
+            gpu_values=("fp8",),
+            default="none",
+        ),
+        Option(
             "kv_cache_gib",
             int,
             "CPU only: KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE, default 1)",
