@@ -408,7 +408,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         results = runner.run()
     failed = [r for r in results if r.status != "finished"]
     # the last attempt of each run decides (a resumed session retries interrupted ones)
-    last = {r.seq: r.status for r in results}
+    last = {r.seq: str(r.status) for r in results}
     print(
         f"session {session_id} "
         + session_summary(runner.status, len(sweep.runs), len(failed), list(last.values()))

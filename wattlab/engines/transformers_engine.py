@@ -358,7 +358,7 @@ class TransformersEngine(Engine):
             out["disable_compile"] = True
             return out
         compile_config = CompileConfig(mode="reduce-overhead" if self.device.type == "cuda" else "default")
-        compile_config._compile_all_devices = True  # transformers compiles only on accelerators otherwise
+        compile_config._compile_all_devices = True  # type: ignore[assignment]  # else accelerators only
         out["compile_config"] = compile_config
         return out
 
