@@ -256,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session", nargs="?")
     p.add_argument("--out", default="wattlab-report", help="output directory")
     p.add_argument(
-        "--baseline", help="the run to compare against (default: the session's first finished run)"
+        "--baseline",
+        help="the run its workload bin is compared against (default per bin: transformers fp32 batch 1, "
+        "else the bin's highest-J/token run)",
     )
     _add_db(p)
 
