@@ -46,7 +46,7 @@ def _clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock()
-    monkeypatch.setattr(amd_meter, "now_ns", c.now_ns)
+    monkeypatch.setattr("wattlab.meters.gpu.now_ns", c.now_ns)
     return c
 
 

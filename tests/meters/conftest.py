@@ -15,7 +15,7 @@ from wattlab.meters.timeline import Timeline
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """A fake clock patched into every meter module's `now_ns`."""
     c = FakeClock()
-    for module in ("nvml", "rapl", "jetson", "estimate", "replay"):
+    for module in ("gpu", "rapl", "jetson", "estimate", "replay"):
         monkeypatch.setattr(f"wattlab.meters.{module}.now_ns", c.now_ns)
     return c
 

@@ -17,7 +17,6 @@ Writing files is `wattlab export`'s job.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,30 +54,24 @@ def _open(store: Store, timeout_s: float = 10.0) -> Any:
     """A private in-memory DuckDB with the database attached read-only and no file system access."""
     import duckdb
 
-    from wattlab.sessions.store import _is_lock_error, _translate
+    from wattlab.sessions.store import retry_while_locked
 
     if not store.path.exists():
         with store.reader(timeout_s=timeout_s):  # creates the empty database, schema included
             pass
-    deadline = time.monotonic() + timeout_s
-    delay = 0.02
-    while True:
+
+    def attach() -> Any:
         con = duckdb.connect(":memory:")
         try:
             con.execute(f"ATTACH ? AS {ALIAS} (READ_ONLY)", [str(store.path)])
-            break
-        except duckdb.Error as exc:
+        except duckdb.Error:
             con.close()
-            if not _is_lock_error(exc):
-                raise _translate(exc, store.path) from exc
-            if time.monotonic() >= deadline:
-                raise StoreError(
-                    f"the database {store.path} is locked by another process",
-                    fix="wait for it to finish, close it, or use --db to read another file",
-                    title="Database locked",
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            raise
+        return con
+
+    con = retry_while_locked(
+        attach, store.path, timeout_s, fix="wait for it to finish, close it, or use --db to read another file"
+    )
     try:
         con.execute(f"USE {ALIAS}")
         # One-way switches: external access cannot be turned back on, and locking the configuration

@@ -24,8 +24,10 @@ from wattlab.devices.base import (
     DeviceUnavailable,
     EnergyCount,
     GpuInfo,
+    GpuSession,
     MemoryUsage,
     Utilization,
+    list_with,
     resolve_gpu,
 )
 from wattlab.devices.visible import amd_visible_selectors
@@ -74,7 +76,7 @@ def _number(value: Any) -> float | None:
         return None
 
 
-class Amdsmi:
+class Amdsmi(GpuSession):
     """One amdsmi session (amdsmi_init ... amdsmi_shut_down). A context manager."""
 
     def __init__(self, amdsmi: Any = None) -> None:
@@ -128,17 +130,8 @@ class Amdsmi:
             raise DeviceError(f"amdsmi has no GPU {info.index}")
         return AmdGpu(self, info, handles[info.index])
 
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            with contextlib.suppress(Exception):
-                self.module.amdsmi_shut_down()
-
-    def __enter__(self) -> Amdsmi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _shutdown(self) -> None:
+        self.module.amdsmi_shut_down()
 
 
 class AmdGpu(GPU):
@@ -258,11 +251,7 @@ def visible_gpus(
 
 def list_gpus(amdsmi: Any = None) -> list[GpuInfo]:
     """Every AMD GPU amdsmi sees; [] where amdsmi is missing, has no driver or fails. Never raises."""
-    try:
-        with Amdsmi(amdsmi) as lib:
-            return lib.inventory()
-    except Exception:
-        return []
+    return list_with(lambda: Amdsmi(amdsmi))
 
 
 def gpu_processes(indices: list[int], amdsmi: Any = None) -> dict[int, list[int]]:

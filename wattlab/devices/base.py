@@ -9,8 +9,10 @@ Vendor exceptions (pynvml.NVMLError, amdsmi.AmdSmiLibraryException) never leave 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from wattlab.errors import ConfigError, WattlabError
 
@@ -114,6 +116,49 @@ class GPU(abc.ABC):
     def processes(self) -> list[int]:
         """PIDs holding a compute context on this GPU (the driver's PID namespace)."""
         raise DeviceNotSupported("no process list")
+
+
+class GpuSession(abc.ABC):
+    """One open session of a vendor library (init ... shutdown), a context manager.
+
+    `close()` is idempotent and never raises (the driver may already be gone).
+    """
+
+    _open: bool = False
+
+    @abc.abstractmethod
+    def inventory(self) -> list[GpuInfo]:
+        """Every GPU the library sees, by its index."""
+
+    @abc.abstractmethod
+    def gpu(self, info: GpuInfo) -> GPU:
+        """The GPU `info` names, valid while this session is open."""
+
+    @abc.abstractmethod
+    def _shutdown(self) -> None:
+        """The library's shutdown call."""
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(Exception):  # the driver may already be gone
+                self._shutdown()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def list_with(open_session: Callable[[], GpuSession]) -> list[GpuInfo]:
+    """The inventory of a session opened for the purpose; [] where the library is missing, has no
+    driver or fails. Never raises."""
+    try:
+        with open_session() as lib:
+            return lib.inventory()
+    except Exception:
+        return []
 
 
 # --- choosing GPUs (vendor-neutral) ----------------------------------------------------------------

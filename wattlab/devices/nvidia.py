@@ -8,7 +8,6 @@ anything else DeviceError (with the NVML code), a failed start DeviceUnavailable
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,8 +18,10 @@ from wattlab.devices.base import (
     DeviceUnavailable,
     EnergyCount,
     GpuInfo,
+    GpuSession,
     MemoryUsage,
     Utilization,
+    list_with,
     resolve_gpu,
 )
 from wattlab.devices.visible import cuda_ordinal_to_selector
@@ -69,7 +70,7 @@ def _init_failure(nvml: Any, exc: BaseException) -> DeviceUnavailable:
     return DeviceUnavailable(f"NVML could not start: {exc}", code=code, fix=NO_DRIVER_FIX)
 
 
-class Nvml:
+class Nvml(GpuSession):
     """One NVML session (nvmlInit ... nvmlShutdown). Use as a context manager or call close()."""
 
     def __init__(self, nvml: Any = None) -> None:
@@ -106,17 +107,8 @@ class Nvml:
     def gpu(self, info: GpuInfo) -> NvidiaGpu:
         return NvidiaGpu(self, info, self.call(self.module.nvmlDeviceGetHandleByIndex, info.index))
 
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            with contextlib.suppress(Exception):  # the driver may already be gone
-                self.module.nvmlShutdown()
-
-    def __enter__(self) -> Nvml:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _shutdown(self) -> None:
+        self.module.nvmlShutdown()
 
 
 def _field_number(nvml: Any, fv: Any) -> float:
@@ -204,11 +196,7 @@ class NvidiaGpu(GPU):
 # --- one-shot questions (each opens and closes its own session; never raise) ------------------------
 def list_gpus(nvml: Any = None) -> list[GpuInfo]:
     """Every GPU NVML sees; [] where NVML is not installed, has no driver or fails."""
-    try:
-        with Nvml(nvml) as lib:
-            return lib.inventory()
-    except Exception:
-        return []
+    return list_with(lambda: Nvml(nvml))
 
 
 def gpu_count(nvml: Any = None) -> int:

@@ -47,6 +47,18 @@ def check_width(engine: Engine, width: int, what: str) -> None:
         )
 
 
+def check_ready(
+    engine: Engine, loaded: bool, decoding: Decoding, width: int | None = None, what: str = ""
+) -> None:
+    """What every generate call checks first: the engine is loaded, the decoding is one it has, and
+    (where `width` is given) the batch size / concurrency `what` fits max_batch."""
+    if not loaded:
+        raise EngineError(f"the {engine.name} engine is not loaded", fix="call load() first")
+    check_decoding(engine, decoding)
+    if width is not None:
+        check_width(engine, width, what)
+
+
 def request_problem(request: Request, max_tokens: int, vocab_size: int | None = None) -> str | None:
     """Why one request cannot run (then it fails alone, in Completion.error), or None."""
     if not request.prompt_ids:

@@ -263,3 +263,28 @@ class EngineConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineConfig:
         return cls(**d)
+
+
+class ServingEngine(Engine):
+    """An engine whose offline and online modes are one loop, `_serve`: offline is every request
+    at once in at most `batch_size` slots, online the same loop pacing arrivals, `max_concurrency`
+    slots."""
+
+    def generate(
+        self, requests: list[Request], decoding: Decoding, batch_size: int, progress: Progress | None = None
+    ) -> list[Completion]:
+        return self._serve(requests, decoding, batch_size, online=False, progress=progress)
+
+    def generate_online(
+        self,
+        requests: list[Request],
+        decoding: Decoding,
+        max_concurrency: int,
+        progress: Progress | None = None,
+    ) -> list[Completion]:
+        return self._serve(requests, decoding, max_concurrency, online=True, progress=progress)
+
+    @abstractmethod
+    def _serve(
+        self, requests: list[Request], decoding: Decoding, width: int, online: bool, progress: Progress | None
+    ) -> list[Completion]: ...

@@ -49,7 +49,7 @@ from typing import Any
 
 from wattlab import __version__
 from wattlab.engines import _common
-from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
+from wattlab.engines.base import Completion, Decoding, EngineConfig, Progress, Request, ServingEngine
 from wattlab.engines.specs import fake as _spec
 from wattlab.errors import ConfigError, EngineError, OutOfMemory
 
@@ -167,7 +167,7 @@ class _Seq:
     ids: list[int] = field(default_factory=list)
 
 
-class FakeEngine(Engine):
+class FakeEngine(ServingEngine):
     SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
@@ -230,27 +230,12 @@ class FakeEngine(Engine):
         )
 
     # --- generation -----------------------------------------------------------------------------
-    def generate(
-        self, requests: list[Request], decoding: Decoding, batch_size: int, progress: Progress | None = None
-    ) -> list[Completion]:
-        return self._serve(requests, decoding, batch_size, online=False, progress=progress)
-
-    def generate_online(
-        self,
-        requests: list[Request],
-        decoding: Decoding,
-        max_concurrency: int,
-        progress: Progress | None = None,
-    ) -> list[Completion]:
-        return self._serve(requests, decoding, max_concurrency, online=True, progress=progress)
-
     def _serve(
         self, requests: list[Request], decoding: Decoding, width: int, online: bool, progress: Progress | None
     ) -> list[Completion]:
-        if not self._loaded:
-            raise EngineError("the fake engine is not loaded", fix="call load() first")
-        _common.check_decoding(self, decoding)
-        _common.check_width(self, width, "max_concurrency" if online else "batch_size")
+        _common.check_ready(
+            self, self._loaded, decoding, width, "max_concurrency" if online else "batch_size"
+        )
         self._maybe_fail("generating")
         t0 = time.monotonic_ns()
         done = _common.new_completions(requests, t0, online)

@@ -32,7 +32,7 @@ import llama_cpp as lc
 import numpy as np
 
 from wattlab.engines import _common
-from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
+from wattlab.engines.base import Completion, Decoding, EngineConfig, Progress, Request, ServingEngine
 from wattlab.engines.gguf_meta import read_metadata
 from wattlab.engines.llamacpp_log import clear_log, quiet_llama_logs, recent_log
 from wattlab.engines.specs import llamacpp as _spec
@@ -57,7 +57,7 @@ class _Slot:
     generated: int = 0
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(ServingEngine):
     SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
@@ -206,20 +206,6 @@ class LlamaCppEngine(Engine):
         return tuple(sorted(self._eog))
 
     # --- generation -----------------------------------------------------------------------------
-    def generate(
-        self, requests: list[Request], decoding: Decoding, batch_size: int, progress: Progress | None = None
-    ) -> list[Completion]:
-        return self._serve(requests, decoding, batch_size, online=False, progress=progress)
-
-    def generate_online(
-        self,
-        requests: list[Request],
-        decoding: Decoding,
-        max_concurrency: int,
-        progress: Progress | None = None,
-    ) -> list[Completion]:
-        return self._serve(requests, decoding, max_concurrency, online=True, progress=progress)
-
     def _sampler(self, decoding: Decoding, seed: int, ban_eog: bool) -> Any:
         chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         if ban_eog:
@@ -262,10 +248,9 @@ class LlamaCppEngine(Engine):
         online: bool,
         progress: Progress | None,
     ) -> list[Completion]:
-        if self._ctx is None:
-            raise EngineError("the llamacpp engine is not loaded", fix="call load() first")
-        _common.check_decoding(self, decoding)
-        _common.check_width(self, width, "max_concurrency" if online else "batch_size")
+        _common.check_ready(
+            self, self._ctx is not None, decoding, width, "max_concurrency" if online else "batch_size"
+        )
         t0 = time.monotonic_ns()
         done = _common.new_completions(requests, t0, online)
         waiting = collections.deque(sorted(range(len(requests)), key=lambda i: (done[i].arrival_ns, i)))

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from wattlab.engines import _common
-from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
+from wattlab.engines.base import Completion, Decoding, EngineConfig, Progress, Request, ServingEngine
 from wattlab.engines.specs import openai as _spec
 from wattlab.errors import EngineError
 
@@ -82,7 +82,7 @@ class _Http:
         return json.loads(payload)
 
 
-class OpenAIEngine(Engine):
+class OpenAIEngine(ServingEngine):
     SPEC = _spec.SPEC  # name and SUPPORTS_* flags derive from it (engines/base.py)
 
     def __init__(self, config: EngineConfig) -> None:
@@ -174,26 +174,10 @@ class OpenAIEngine(Engine):
         return ()
 
     # --- generation -----------------------------------------------------------------------------
-    def generate(
-        self, requests: list[Request], decoding: Decoding, batch_size: int, progress: Progress | None = None
-    ) -> list[Completion]:
-        return self._run(requests, decoding, batch_size, online=False, progress=progress)
-
-    def generate_online(
-        self,
-        requests: list[Request],
-        decoding: Decoding,
-        max_concurrency: int,
-        progress: Progress | None = None,
-    ) -> list[Completion]:
-        return self._run(requests, decoding, max_concurrency, online=True, progress=progress)
-
-    def _run(
+    def _serve(
         self, requests: list[Request], decoding: Decoding, width: int, online: bool, progress: Progress | None
     ) -> list[Completion]:
-        if self._tokenize_style is None:
-            raise EngineError("the openai engine is not loaded", fix="call load() first")
-        _common.check_decoding(self, decoding)
+        _common.check_ready(self, self._tokenize_style is not None, decoding)
         if width < 1:
             raise EngineError(f"concurrency {width} is below 1", fix="use a batch size of at least 1")
         done = _common.new_completions(requests, time.monotonic_ns(), online)

@@ -247,10 +247,7 @@ class TransformersEngine(Engine):
         return done
 
     def _check(self, decoding: Decoding, width: int, what: str) -> None:
-        if self.model is None:
-            raise EngineError("the transformers engine is not loaded", fix="call load() first")
-        _common.check_decoding(self, decoding)
-        _common.check_width(self, width, what)
+        _common.check_ready(self, self.model is not None, decoding, width, what)
 
     def _run_batch(
         self,

@@ -234,10 +234,7 @@ class VllmEngine(Engine):
         return self._drive(requests, decoding, max_concurrency, online=True, progress=progress)
 
     def _check(self, decoding: Decoding, width: int, what: str) -> None:
-        if self.llm is None:
-            raise EngineError("the vllm engine is not loaded", fix="call load() first")
-        _common.check_decoding(self, decoding)
-        _common.check_width(self, width, what)
+        _common.check_ready(self, self.llm is not None, decoding, width, what)
 
     def _params(self, request: Request, decoding: Decoding) -> Any:
         from vllm import SamplingParams

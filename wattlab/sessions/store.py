@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wattlab.errors import StoreError
 from wattlab.paths import default_db_path
@@ -23,11 +23,38 @@ if TYPE_CHECKING:  # imported on the first connection: the console draws its fir
     import duckdb
 
 _LOCK_PID = re.compile(r"PID (\d+)")
+T = TypeVar("T")
 
 
 def _is_lock_error(exc: Exception) -> bool:
     text = str(exc)
     return "lock" in text.lower() and ("Could not set lock" in text or "Conflicting lock" in text)
+
+
+def retry_while_locked(attempt: Callable[[], T], path: Path, timeout_s: float, *, fix: str) -> T:
+    """attempt(), retried with backoff while DuckDB says another process holds `path`'s lock.
+
+    Past `timeout_s` a StoreError names the holder (its PID where DuckDB gives one) with `fix`;
+    any other DuckDB error is translated at once.
+    """
+    import duckdb
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return attempt()
+        except duckdb.Error as exc:
+            if not _is_lock_error(exc):
+                raise _translate(exc, path) from exc
+            if time.monotonic() >= deadline:
+                pid = _LOCK_PID.search(str(exc))
+                holder = f"process {pid.group(1)}" if pid else "another process"
+                raise StoreError(
+                    f"the database {path} is locked by {holder}", fix=fix, title="Database locked"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
 
 
 class Store:
@@ -40,24 +67,12 @@ class Store:
     def _connect(self, read_only: bool, timeout_s: float) -> duckdb.DuckDBPyConnection:
         import duckdb
 
-        deadline = time.monotonic() + timeout_s
-        delay = 0.02
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.Error as exc:
-                if not _is_lock_error(exc):
-                    raise _translate(exc, self.path) from exc
-                if time.monotonic() >= deadline:
-                    pid = _LOCK_PID.search(str(exc))
-                    holder = f"process {pid.group(1)}" if pid else "another process"
-                    raise StoreError(
-                        f"the database {self.path} is locked by {holder}",
-                        fix="wait for it to finish, close it, or use --db to write another file",
-                        title="Database locked",
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 1.5, 0.25)
+        return retry_while_locked(
+            lambda: duckdb.connect(str(self.path), read_only=read_only),
+            self.path,
+            timeout_s,
+            fix="wait for it to finish, close it, or use --db to write another file",
+        )
 
     @contextlib.contextmanager
     def writer(self, timeout_s: float = 60.0) -> Iterator[duckdb.DuckDBPyConnection]:
