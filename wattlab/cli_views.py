@@ -27,6 +27,7 @@ from rich.text import Text
 from wattlab.analysis.queries import FIGURES, to_jsonable
 from wattlab.columns import fit_columns
 from wattlab.sessions.events import describe_event, fmt
+from wattlab.sessions.events import rate as events_rate
 from wattlab.sessions.result import RunResult
 
 console = Console(highlight=False)
@@ -204,7 +205,7 @@ class SweepProgress:
         rate = tokens / elapsed if elapsed > 0 else None
         parts = [f"{tokens}/{expected} tokens" if expected else f"{tokens} tokens"]
         if rate:
-            parts.append(f"{rate:.3g} tok/s")
+            parts.append(events_rate(rate))
             if expected and tokens < expected:
                 parts.append(f"ETA {_duration((expected - tokens) / rate)}" + ("" if exact else " at most"))
         detail = ", ".join(parts)

@@ -21,7 +21,7 @@ def test_numbers_have_units_and_missing_is_a_dash() -> None:
     assert fmt.num(None) == "—"
     assert fmt.num(float("nan")) == "—"
     assert fmt.num(12345.6) == "12,346"
-    assert fmt.num(0.00012) == "1.20e-04"
+    assert fmt.num(0.00012) == "0.00012"  # never an exponent (walkthrough fix)
     assert fmt.seconds(0.0123) == "12.3 ms"
     assert fmt.seconds(2.5) == "2.5 s"
     assert fmt.duration(3725) == "1h 02m"

@@ -74,10 +74,11 @@ def history(store: Store, flt: RunFilter, limit: int = 500) -> dict[str, Any]:
             con.execute(
                 """
             SELECT s.session_id, s.name, s.status, s.created_at, s.runs_planned,
-                   r.finished, r.failed, r.energy_j
+                   r.finished, r.failed, r.energy_j, r.estimated
             FROM sessions s LEFT JOIN (
                 SELECT session_id, count(*) FILTER (WHERE status = 'finished') AS finished,
-                       count(*) FILTER (WHERE status <> 'finished') AS failed, sum(energy_j) AS energy_j
+                       count(*) FILTER (WHERE status <> 'finished') AS failed, sum(energy_j) AS energy_j,
+                       bool_or(energy_method = 'estimated' AND energy_j IS NOT NULL) AS estimated
                 FROM runs GROUP BY session_id) r USING (session_id)
             ORDER BY s.created_at DESC LIMIT 200
             """

@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.markup import escape as esc  # text from data or users, shown inside markup
 
+from wattlab.sessions import events as _events  # the one number formatter, shared with the CLI
+
 DASH = "—"
 
 # How an energy figure was obtained, as a short tag and the style it is shown in.
@@ -37,12 +39,9 @@ def num(value: Any, digits: int = 4) -> str:
         return str(value)
     if math.isnan(x) or math.isinf(x):
         return DASH
-    a = abs(x)
-    if a >= 10**digits:
+    if abs(x) >= 10**digits:
         return f"{x:,.0f}"
-    if a == 0 or a >= 1e-3:
-        return f"{x:.{digits}g}"
-    return f"{x:.2e}"
+    return _events.number(x, digits)  # never an exponent: 0.00012, not 1.20e-04
 
 
 def unit(value: Any, suffix: str, digits: int = 4) -> str:
@@ -51,12 +50,10 @@ def unit(value: Any, suffix: str, digits: int = 4) -> str:
 
 
 def seconds(value: float | None) -> str:
-    """A latency: ms below one second, s above."""
+    """A latency: ms below one second, s above (0.749 ms, 629 ms, 8.39 s); never an exponent."""
     if value is None:
         return DASH
-    if abs(value) < 1.0:
-        return f"{value * 1000:.3g} ms"
-    return f"{value:.3g} s"
+    return _events.seconds(value)
 
 
 def duration(value: float | None) -> str:
@@ -79,25 +76,27 @@ def energy(joules: float | None) -> str:
         return DASH
     a = abs(joules)
     if a < 10_000:
-        return f"{joules:.4g} J"
+        return f"{_events.number(joules, 4)} J"
     if a < 10_000_000:
-        return f"{joules / 1000:.4g} kJ"
-    return f"{joules / 1e6:.4g} MJ"
+        return f"{_events.number(joules / 1000, 4)} kJ"
+    return f"{_events.number(joules / 1e6, 4)} MJ"
 
 
 def energy_wh(joules: float | None) -> str:
     if joules is None:
         return DASH
     wh = joules / 3600.0
-    return f"{wh * 1000:.3g} mWh" if abs(wh) < 1 else f"{wh:.4g} Wh"
+    if abs(wh) < 0.9995:  # 999.6 mWh rounds to 1 Wh, not "1,000 mWh"
+        return f"{_events.number(wh * 1000, 3)} mWh"
+    return f"{_events.number(wh, 4)} Wh"
 
 
 def grams(value: float | None) -> str:
     if value is None:
         return DASH
-    if abs(value) < 1:
-        return f"{value * 1000:.3g} mgCO2e"
-    return f"{value:.4g} gCO2e"
+    if abs(value) < 0.9995:
+        return f"{_events.number(value * 1000, 3)} mgCO2e"
+    return f"{_events.number(value, 4)} gCO2e"
 
 
 def method_tag(method: str | None) -> str:

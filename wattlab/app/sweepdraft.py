@@ -109,6 +109,36 @@ class SweepDraft:
     def run_count(self) -> int:
         return sum(int(r.get("repeats", 1)) for r in self.rows)
 
+    def describe(self) -> str:
+        """The runs in a few words: "llamacpp bs1, bs4 · 128→64 tok" (engines with their batch
+        sizes, then the workloads), for the line above Launch's buttons."""
+        by_engine: dict[str, list[str]] = {}
+        workloads: list[str] = []
+        for spec in self.specs():
+            sizes = by_engine.setdefault(spec.engine, [])
+            if f"bs{spec.batch_size}" not in sizes:
+                sizes.append(f"bs{spec.batch_size}")
+            tokens = f"{spec.input_tokens}→{spec.output_tokens_or_default} tok"
+            what = f"task {spec.task}" if spec.task else tokens
+            if what not in workloads:
+                workloads.append(what)
+        engines = "; ".join(f"{engine} {', '.join(sizes)}" for engine, sizes in by_engine.items())
+        return f"{engines} · {', '.join(workloads)}" if engines else ""
+
+    def default_name(self, now: Any = None) -> str:
+        """A readable session name for a sweep started from the console without one:
+        "console 20:04 llamacpp bs1,4"."""
+        import datetime as dt
+
+        when = (now or dt.datetime.now()).strftime("%H:%M")
+        by_engine: dict[str, list[str]] = {}
+        for spec in self.specs():
+            sizes = by_engine.setdefault(spec.engine, [])
+            if str(spec.batch_size) not in sizes:
+                sizes.append(str(spec.batch_size))
+        engines = " ".join(f"{engine} bs{','.join(sizes)}" for engine, sizes in by_engine.items())
+        return f"console {when} {engines}".strip()
+
     def planned(self) -> list[dict[str, Any]]:
         """One dict per run to execute (repeats expanded), for the duration estimate."""
         out = []

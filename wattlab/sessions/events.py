@@ -7,16 +7,60 @@ from typing import Any
 from rich.markup import escape as esc  # user text (labels, errors, "[vllm-cpu]") is not markup
 
 
-def fmt(value: Any, unit: str = "") -> str:
-    """A number for humans: 4 significant digits, an em dash for a missing value."""
+def number(value: Any, digits: int = 4) -> str:
+    """A number with `digits` significant digits, never in exponent notation: thousands separators
+    for big ones (20,619), plain decimals for small ones (0.000749); an em dash when missing."""
+    import math
+
     if value is None:
         return "—"
-    if isinstance(value, float):
-        a = abs(value)
-        text = f"{value:.4g}" if (a >= 1e-3 or a == 0) else f"{value:.3e}"
-    else:
-        text = str(value)
-    return f"{text} {unit}".strip()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if math.isnan(value) or math.isinf(value):
+        return "—"
+    text = f"{value:.{digits}g}"
+    if "e" not in text:
+        return text
+    if abs(value) >= 1:  # 2.062e+04 -> 20,619
+        return f"{value:,.0f}"
+    decimals = min(digits - 1 - math.floor(math.log10(abs(value))), 12)  # 7.494e-04 -> 0.0007494
+    text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def seconds(value: Any) -> str:
+    """A time in adaptive units: 0.749 ms, 629 ms, 8.39 s, 1,234 s (three significant digits)."""
+    if value is None:
+        return "—"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if abs(x) < 1.0:
+        return f"{number(x * 1000, 3)} ms"
+    return f"{number(x, 3)} s"
+
+
+def rate(value: Any, unit: str = "tok/s") -> str:
+    """A rate: 5.955 tok/s, 1,234 tok/s, 20,619 tok/s (thousands separated, never an exponent)."""
+    if value is None:
+        return "—"
+    big = isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 1000
+    return f"{f'{value:,.0f}' if big else number(value, 4)} {unit}".strip()
+
+
+def fmt(value: Any, unit: str = "") -> str:
+    """A figure for humans: 4 significant digits, never an exponent, seconds in adaptive units
+    (see `seconds`), an em dash for a missing value."""
+    if value is None:
+        return "—"
+    if unit == "s":
+        return seconds(value)
+    if unit.endswith("/s"):
+        return rate(value, unit)
+    return f"{number(value) if isinstance(value, float) else value} {unit}".strip()
 
 
 def run_line(r: dict[str, Any]) -> str:

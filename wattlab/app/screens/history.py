@@ -60,6 +60,46 @@ RUN_DROP_ORDER = (
 )
 
 
+# (column key, header) of the sessions table, and the columns left out first when it is narrow:
+# the status is kept whole (a cut "finish" reads as nothing), the energy too.
+SESSION_COLUMNS = (
+    ("session_id", "session"),
+    ("name", "name"),
+    ("runs", "runs"),
+    ("energy_j", "energy"),
+    ("failed", "failed"),
+    ("status", "status"),
+    ("created_at", "created"),
+)
+SESSION_DROP_ORDER = ("created_at", "failed", "runs", "name")
+
+
+def session_name(name: str | None) -> str:
+    """A session's name as History shows it: a sweep file's path (a session started before the
+    console named its sessions) shows as the file's stem."""
+    if not name:
+        return ""
+    if "/" in name or name.endswith(".toml"):
+        from pathlib import PurePath
+
+        return PurePath(name).stem
+    return name
+
+
+def session_cells(s: dict[str, Any]) -> list[str]:
+    """The cells of SESSION_COLUMNS; an energy with any estimated run in it carries `*`."""
+    failed = int(s.get("failed") or 0)
+    return [
+        s["session_id"],
+        fmt.esc(fmt.short_model(session_name(s.get("name")), 28)),
+        f"{fmt.num(s.get('finished') or 0)}/{fmt.num(s.get('runs_planned'))}",
+        fmt.energy(s.get("energy_j")) + ("*" if s.get("estimated") else ""),
+        f"[red]{failed}[/]" if failed else "0",
+        fmt.esc(s.get("status") or ""),
+        fmt.timestamp(s.get("created_at")),
+    ]
+
+
 def run_cells(r: dict[str, Any], marked: bool, short_id: str | None = None) -> list[str]:
     """The cells of RUN_COLUMNS; `short_id`: the run's abbreviated id (wattlab show takes it)."""
     estimated = r.get("energy_method") == "estimated"
@@ -113,6 +153,8 @@ class HistoryScreen(LabScreen):
         self._runs: list[dict[str, Any]] = []
         self._cells: list[list[str]] = []  # every RUN_COLUMNS cell of each run, shown or not
         self._shown: list[int] = list(range(len(RUN_COLUMNS)))  # indexes of the columns shown
+        self._sessions: list[dict[str, Any]] = []
+        self._session_shown: list[int] = list(range(len(SESSION_COLUMNS)))
 
     def compose(self) -> ComposeResult:
         yield NavBar("history")
@@ -133,7 +175,8 @@ class HistoryScreen(LabScreen):
 
     def on_mount(self) -> None:
         sessions = self.query_one("#sessions", DataTable)
-        sessions.add_columns("session", "name", "runs", "energy", "failed", "status", "created")
+        for key, label in SESSION_COLUMNS:
+            sessions.add_column(label, key=key)
         runs = self.query_one("#runs", DataTable)
         for key, label in RUN_COLUMNS:
             runs.add_column(label, key=key)
@@ -219,6 +262,8 @@ class HistoryScreen(LabScreen):
     def on_resize(self) -> None:
         if self._cells:
             self.call_after_refresh(self._fill_runs)  # after layout: the table's new width
+        if self._sessions:
+            self.call_after_refresh(self._fill_sessions, self._sessions)
 
     def _fill_menus(self, result: dict[str, Any]) -> None:
         menus = (tuple(result["engines"]), tuple(result["models"]), tuple(result["statuses"]))
@@ -237,22 +282,25 @@ class HistoryScreen(LabScreen):
                 select.value = current if current in values else ALL
 
     def _fill_sessions(self, sessions: list[dict[str, Any]]) -> None:
+        """The sessions table with the columns that fit its width (status kept whole, energy kept)."""
+        self._sessions = sessions
         table = self.query_one("#sessions", DataTable)
-        table.clear()
+        cells = [session_cells(s) for s in sessions]
+        width = table.size.width or self.app.size.width
+        shown = fmt.fit_table(list(SESSION_COLUMNS), cells, SESSION_DROP_ORDER, width)
+        if shown != self._session_shown:
+            self._session_shown = shown
+            table.clear(columns=True)
+            for i in shown:
+                key, label = SESSION_COLUMNS[i]
+                table.add_column(label, key=key)
+        else:
+            table.clear()
         total_runs = sum(int(s.get("finished") or 0) + int(s.get("failed") or 0) for s in sessions)
-        table.add_row("all sessions", "", fmt.num(total_runs), "", "", "", "", key=ALL)
-        for s in sessions:
-            failed = int(s.get("failed") or 0)
-            table.add_row(  # energy early: it stays on screen at 80 columns
-                s["session_id"],
-                fmt.esc(fmt.short_model(s.get("name"), 28)),
-                f"{fmt.num(s.get('finished') or 0)}/{fmt.num(s.get('runs_planned'))}",
-                fmt.energy(s.get("energy_j")),
-                f"[red]{failed}[/]" if failed else "0",
-                fmt.esc(s.get("status") or ""),
-                fmt.timestamp(s.get("created_at")),
-                key=s["session_id"],
-            )
+        first = ["all sessions", "", fmt.num(total_runs), "", "", "", ""]
+        table.add_row(*(first[i] for i in shown), key=ALL)
+        for s, row in zip(sessions, cells, strict=True):  # energy early: it stays on screen at 80 columns
+            table.add_row(*(row[i] for i in shown), key=s["session_id"])
         keys = [ALL] + [s["session_id"] for s in sessions]
         current = self.flt.session_id or ALL
         if current in keys:

@@ -40,6 +40,7 @@ class LaunchScreen(LabScreen):
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "load", "Load"),
         Binding("delete", "remove", "Remove row"),
+        Binding("ctrl+t", "toggle_options", "Options"),
         Binding("escape", "blur", "Leave field", show=False),
     ]
 
@@ -55,6 +56,8 @@ class LaunchScreen(LabScreen):
         self.draft = SweepDraft()
         self._error_source: str | None = None
         self._variants: dict[tuple[str, str], list[str] | WattlabError] = {}
+        self.options_open = False  # the engine-options area is folded until asked for (ctrl+t)
+        self._option_count = 0
 
     def compose(self) -> ComposeResult:
         yield NavBar("launch")
@@ -63,10 +66,13 @@ class LaunchScreen(LabScreen):
                 for field in form.FIELDS:
                     yield Label(field.label, classes="form-label", id=f"label-{field.id}")
                     yield form.control(field, self.lab.catalog)
+            # The engine's options, folded by default so the grid of runs stays on an 80x24 screen.
+            yield Button("", id="options-toggle", compact=True)
             yield Static("", id="launch-options-title")
             yield Grid(id="launch-options")  # the selected engine's options, from its spec
             yield Static("", id="launch-hint")
             yield Static("", id="launch-error", classes="error")
+            yield Static("", id="launch-summary")  # above the buttons: what Start would run
             with Horizontal(id="launch-buttons"):
                 yield Button("Add ^n", id="add", variant="primary", compact=True)
                 yield Button("Remove del", id="remove", compact=True)
@@ -75,7 +81,6 @@ class LaunchScreen(LabScreen):
                 yield Button("Load ^o", id="load", compact=True)
                 yield Button("Start ^r", id="start", variant="success", compact=True)
             yield DataTable(id="launch-grid", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="launch-summary")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -83,7 +88,7 @@ class LaunchScreen(LabScreen):
             "#", "engine", "model", "variant", "device", "workload", "bs", "mode", "decoding", "×", "options"
         )  # fmt: skip
         self.query_one("#launch-grid", DataTable).add_columns(*columns)
-        self._show_options()
+        self.call_later(self._show_options)
         self._engines_known()
         self._load_variants()
         self._refresh_grid()
@@ -134,14 +139,14 @@ class LaunchScreen(LabScreen):
             self._job("variants", lambda: jobs.read_variants(catalog, model, engine))
 
     @on(Select.Changed, "#engine")
-    def _show_options(self) -> None:
+    async def _show_options(self) -> None:
         """List only the selected engine's options (its spec's), each with its allowed values."""
         engine = self._engine()
         area = self.query_one("#launch-options", Grid)
         if getattr(area, "engine", None) == engine:
             return
         area.engine = engine  # type: ignore[attr-defined]  # which engine the controls belong to
-        area.remove_children()
+        await area.remove_children()  # before mounting: both engines may name an option alike
         options = form.launch_options(engine)
         widgets: list[Any] = []
         for option in options:
@@ -150,11 +155,39 @@ class LaunchScreen(LabScreen):
             control = form.option_control(option)
             control.tooltip = label.tooltip
             widgets += [label, control]
-        area.mount_all(widgets)
+        await area.mount_all(widgets)
+        self._option_count = len(options)
         title = self.query_one("#launch-options-title", Static)
         head = f"[b]{fmt.esc(engine)} options[/] [dim](empty: the engine's default)[/]"
         title.update(head if options else "")
-        area.display = title.display = bool(options)
+        self._fold_options()
+
+    def _fold_options(self) -> None:
+        """Show the options area or fold it into its toggle line, which counts the options set."""
+        engine = self._engine()
+        area = self.query_one("#launch-options", Grid)
+        title = self.query_one("#launch-options-title", Static)
+        toggle = self.query_one("#options-toggle", Button)
+        count = self._option_count
+        shown = self.options_open and count > 0
+        area.display = title.display = shown
+        toggle.display = count > 0
+        n_set = sum(1 for v in self._option_raw().values() if v)
+        arrow = "▾" if shown else "▸"
+        toggle.label = f"{arrow} {engine} options ({n_set} set) · ctrl+t"
+
+    def action_toggle_options(self) -> None:
+        self.options_open = not self.options_open
+        self._fold_options()
+        if self.options_open:
+            self.call_after_refresh(self.query_one("#launch-options", Grid).scroll_visible)
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _option_changed(self, event: Input.Changed | Select.Changed) -> None:
+        widget = event.input if isinstance(event, Input.Changed) else event.select
+        if (widget.id or "").startswith(form.OPTION_ID):
+            self._fold_options()
 
     def _option_raw(self) -> dict[str, str]:
         raw: dict[str, str] = {}
@@ -283,7 +316,7 @@ class LaunchScreen(LabScreen):
         if not self.draft.rows:
             summary.update("[dim]no runs yet: set the menus and press Add (ctrl+n)[/]")
             return
-        summary.update(f"[b]{self.draft.run_count} run(s)[/] · estimating duration…")
+        summary.update(f"{self._grid_line()} · estimating duration…")
         store, planned, settings = self.lab.store, self.draft.planned(), self.draft.session
         self._job("estimate", lambda: jobs.estimate(store, planned, settings))
 
@@ -328,6 +361,10 @@ class LaunchScreen(LabScreen):
                 ConfigError("the sweep has no runs", fix="set the menus and press Add (ctrl+n) first")
             )
             return
+        if not self.draft.session.name:  # History shows a name, not the saved file's path
+            from dataclasses import replace
+
+            self.draft.session = replace(self.draft.session, name=self.draft.default_name())
         self.query_one("#start", Button).disabled = True
         text, data_dir, db = self.draft.to_toml(), self.lab.data_dir, self.lab.db_arg
         self._job("start", lambda: jobs.start_sweep(text, data_dir, db))
@@ -338,9 +375,7 @@ class LaunchScreen(LabScreen):
             self.query_one("#start", Button).disabled = False
         if message.error is not None:
             if message.kind == "estimate":
-                summary = (
-                    f"[b]{self.draft.run_count} run(s)[/] · no estimate: {fmt.esc(message.error.message)}"
-                )
+                summary = f"{self._grid_line()} · no estimate: {fmt.esc(message.error.message)}"
                 self.query_one("#launch-summary", Static).update(summary)
             else:
                 self._error(message.error)
@@ -355,18 +390,28 @@ class LaunchScreen(LabScreen):
         }
         handlers[message.kind](message.value)
 
+    def _grid_line(self) -> str:
+        """What Start would run, in one line: "2 runs: llamacpp bs1, bs4 · 128→64 tok"."""
+        return f"[b]{self.draft.run_count} run(s)[/]: {fmt.esc(self.draft.describe())}"
+
     def _added(self, rows: list[dict[str, Any]]) -> None:
         added, present = self.draft.extend(rows)
         self._error(None)
         self.notify(f"{added} run(s) added" + (f", {present} already in the sweep" if present else ""))
         self._refresh_grid()
+        self.call_after_refresh(self._show_grid)
+
+    def _show_grid(self) -> None:
+        """Scroll the form so the grid of runs (what Start runs) is on screen, its last row too."""
+        body = self.query_one("#launch-body", VerticalScroll)
+        grid = self.query_one("#launch-grid", DataTable)
+        body.scroll_to_widget(grid, animate=False, top=False)
 
     def _estimated(self, est: dict[str, Any]) -> None:
         duration = fmt.duration(est["seconds"])
         basis = fmt.esc(est["basis"])
-        self.query_one("#launch-summary", Static).update(
-            f"[b]{self.draft.run_count} run(s)[/] · ≈ {duration} [dim]({basis})[/]"
-        )
+        summary = f"{self._grid_line()} · ≈ {duration} [dim]({basis})[/]"
+        self.query_one("#launch-summary", Static).update(summary)
 
     def _saved(self, path: str) -> None:
         self._error(None)
@@ -387,6 +432,9 @@ class LaunchScreen(LabScreen):
         self.lab.follow(session_id, log)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "options-toggle":
+            self.action_toggle_options()
+            return
         if event.button.id == "clear":
             self.draft.clear()
             self._refresh_grid()

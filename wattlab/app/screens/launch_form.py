@@ -55,8 +55,15 @@ DECODINGS = (("greedy", "greedy"), ("sample", "sample"), ("beam (4)", "beam"))
 
 
 def parse_int_list(label: str, text: str, minimum: int = 1) -> list[int]:
-    """'1, 8,32' -> [1, 8, 32]; duplicates dropped, order kept."""
+    """'1, 8,32' -> [1, 8, 32]; duplicates dropped, order kept. An empty item (',4', '1,,4', '4,')
+    is refused: it is how a half-typed list looks (typing ',4' over a selected '1')."""
     values: list[int] = []
+    text = text.strip()
+    if text and any(not p.strip() for p in text.replace(";", ",").split(",")):
+        raise ConfigError(
+            f"{label}: {text!r} has an empty item",
+            fix=f"write whole numbers separated by commas, e.g. {label_example(label)}",
+        )
     for part in text.replace(";", ",").replace(" ", ",").split(","):
         if not part:
             continue
@@ -77,7 +84,20 @@ def parse_int_list(label: str, text: str, minimum: int = 1) -> list[int]:
 
 
 def label_example(label: str) -> str:
-    return "1,8,32" if "atch" in label else "128,512"
+    if "atch" in label:
+        return "1,8,32"
+    return "64,256" if "utput" in label else "128,512"
+
+
+def parse_int(label: str, text: str, minimum: int = 1) -> int:
+    """One whole number: a field that takes a single value refuses a list ('4,8' is not read as 4)."""
+    values = parse_int_list(label, text, minimum)
+    if len(values) > 1 or "," in text or ";" in text:
+        raise ConfigError(
+            f"{label} takes one number, got {text.strip()!r}",
+            fix="lists are for Input tokens, Output tokens and Batch sizes; type one number here",
+        )
+    return values[0]
 
 
 def parse_number(label: str, text: str, *, allow_empty: bool = False, positive: bool = True) -> float | None:
@@ -114,14 +134,14 @@ def build(raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[Any]], Se
     if workload.startswith(TASK_PREFIX):
         fixed["task"] = workload[len(TASK_PREFIX) :]
         if raw.get("requests", "").strip():
-            fixed["limit"] = parse_int_list("Task items", raw["requests"])[0]
+            fixed["limit"] = parse_int("Task items", raw["requests"])
         if raw.get("output_tokens", "").strip():
             axes["output_tokens"] = parse_int_list("Output tokens", raw["output_tokens"])
     else:
         axes["input_tokens"] = parse_int_list("Input tokens", raw.get("input_tokens", ""))
         axes["output_tokens"] = parse_int_list("Output tokens", raw.get("output_tokens", ""))
         if raw.get("requests", "").strip():
-            fixed["requests"] = parse_int_list("Requests", raw["requests"])[0]
+            fixed["requests"] = parse_int("Requests", raw["requests"])
     rate = parse_number("Rate", raw.get("rate", ""), allow_empty=True)
     if rate is not None:
         if fixed["mode"] != "online":
@@ -131,7 +151,7 @@ def build(raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[Any]], Se
         fixed["temperature"] = parse_number("Temperature", raw.get("temperature", "1.0"))
     if fixed["decoding"] == "beam":
         fixed["num_beams"] = 4
-    fixed["repeats"] = parse_int_list("Repeats", raw.get("repeats", "1") or "1")[0]
+    fixed["repeats"] = parse_int("Repeats", raw.get("repeats", "1") or "1")
     return fixed, axes, session_settings(raw)
 
 

@@ -47,6 +47,7 @@ LIVE_CHECK_S = 2.0  # how often to look for a newly started sweep to attach to
 WINDOW_S = 120.0  # the chart's rolling window
 DATA_SETTLE_S = 1.5  # the runner commits a run just after writing its run_end event
 RESULTS_SHOWN = 20  # the latest runs listed beside the chart (History has them all)
+WRAPPED = frozenset({"live-figures"})  # panels that wrap (a meter's fix is read whole at 80 columns)
 
 
 class LiveScreen(LabScreen):
@@ -83,6 +84,7 @@ class LiveScreen(LabScreen):
         self._started = True
         self._error: str | None = None
         self._shown: dict[str, str] = {}
+        self._rows: dict[str, int] = {}  # wrapped rows of each WRAPPED panel, as last laid out
         self._log: tuple[str, ...] = ()
         self._results_shown = 0
         self._progress_shown: tuple[int, int] | None = None
@@ -114,6 +116,8 @@ class LiveScreen(LabScreen):
         wide = self.size.width >= 120 and self.size.height >= 34
         self.set_class(wide, "wide")
         self.set_class(not wide, "narrow")
+        self._shown.pop("live-figures", None)  # re-wrap (and re-lay out) at the new width
+        self._rows.clear()
 
     def on_screen_resume(self) -> None:
         self._shown.clear()
@@ -236,8 +240,23 @@ class LiveScreen(LabScreen):
         if previous == text:
             return
         self._shown[widget_id] = text
-        relayout = previous is None or previous.count("\n") != text.count("\n")
-        self.query_one(f"#{widget_id}", Static).update(text, layout=relayout)
+        widget = self.query_one(f"#{widget_id}", Static)
+        if widget_id in WRAPPED:  # its height is its wrapped rows, which a longer figure can change
+            rows = self._wrapped_rows(text, widget.content_region.width or self.size.width)
+            relayout = self._rows.get(widget_id) != rows
+            self._rows[widget_id] = rows
+        else:
+            relayout = previous is None or previous.count("\n") != text.count("\n")
+        widget.update(text, layout=relayout)
+
+    def _wrapped_rows(self, text: str, width: int) -> int:
+        from rich.text import Text
+
+        try:
+            content = Text.from_markup(text)
+        except Exception:  # broken markup shows as it is
+            content = Text(text)
+        return len(content.wrap(self.app.console, max(1, width)))
 
     def _render_snapshot(self) -> None:
         target, snap = self._target, self._snapshot
@@ -265,7 +284,8 @@ class LiveScreen(LabScreen):
         self._update("live-legend", render_legend(domains, mono))
         self._update("live-devices", render_devices(snap.domains if snap else ()))
         probe = self.lab.probe
-        self._update("live-figures", render_figures(target, snap, probe, self._launch_default()))
+        compact = target.kind == "session" and not self.has_class("wide")
+        self._update("live-figures", render_figures(target, snap, probe, self._launch_default(), compact))
         self._render_chart(domains)
         if snap is not None:
             self._render_log(snap.log)

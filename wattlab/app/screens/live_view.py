@@ -148,9 +148,13 @@ def _session_lines(snap: Any) -> list[str]:
     return lines
 
 
-def render_figures(target: Any, snap: Any, probe: Any, launch_default: str) -> str:
+def render_figures(target: Any, snap: Any, probe: Any, launch_default: str, compact: bool = False) -> str:
     """Energy (run, session; J, Wh, gCO2e, each with its method), speed, the run's settings, and
-    which meters are missing or estimated. `launch_default`: what Launch has preselected."""
+    which meters are missing or estimated. `launch_default`: what Launch has preselected.
+
+    The panel wraps (essentials first on each line); each missing meter's fix is a line of its own.
+    `compact` (a session on a small terminal, where the event log needs the rows): the missing
+    meters in one line, pointing at `wattlab doctor` for why and the fix."""
     lines: list[str] = []
     if snap is not None and target.kind == "session":
         lines.extend(_session_lines(snap))
@@ -166,11 +170,15 @@ def render_figures(target: Any, snap: Any, probe: Any, launch_default: str) -> s
         missing = list(probe.missing)
     if snap is not None and any(d.method == "estimated" for d in snap.domains):
         lines.append("[bold yellow]⚠ power is ESTIMATED (CPU utilization × TDP), not measured[/]")
+    if compact and missing:
+        names = ", ".join(fmt.esc(str(m.get("meter"))) for m in missing)
+        lines.append(f"[yellow]{names} unavailable[/] [dim](why, and the fix: wattlab doctor)[/]")
+        return "\n".join(lines)
     for m in missing[:3]:
-        fix = f" · fix: {m['fix']}" if m.get("fix") else ""
-        lines.append(
-            f"[yellow]{m.get('meter')} unavailable:[/] [dim]{fmt.esc(str(m.get('reason')) + fix)}[/]"
-        )
+        meter, reason = fmt.esc(str(m.get("meter"))), fmt.esc(str(m.get("reason")))
+        lines.append(f"[yellow]{meter} unavailable:[/] [dim]{reason}[/]")
+        if m.get("fix"):
+            lines.append(f"  [dim]fix:[/] {fmt.esc(str(m['fix']))}")
     return "\n".join(lines)
 
 
