@@ -94,7 +94,8 @@ class LaunchScreen(LabScreen):
         self._refresh_grid()
 
     def on_resize(self) -> None:
-        self.set_class(self.size.width >= 120, "wide")
+        # three field columns only where a model name (about 24 cells) fits each
+        self.set_class(self.size.width >= 140, "wide")
 
     def _job(self, kind: str, fn: Callable[[], Any]) -> None:
         """Run `fn` in a thread worker; its result or WattlabError comes back as a Done message."""
