@@ -105,8 +105,9 @@ def read_statement(con: Any, text: str) -> str:
     if statement.type != duckdb.StatementType.SELECT:
         kind = statement.type.name.replace("_", " ")
         first = statement.query.strip().split(None, 1)[0].upper() if statement.query.strip() else kind
+        what = f"{kind} statements" if first == kind else f"{kind} statements ({first} ...)"
         raise _refused(
-            f"only queries that read run here; {first} is a {kind} statement",
+            f"only queries that read the database run here; {what} are refused",
             f"use {_READS}; {_EXPORT}",
         )
     return str(statement.query).strip().rstrip(";").strip()
