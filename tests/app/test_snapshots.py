@@ -18,7 +18,7 @@ from app_helpers import (
     write_monitor_file,
     write_spool,
 )
-from textual.widgets import Input, TextArea
+from textual.widgets import DataTable, Input, TextArea
 
 SIZES = [(80, 24), (160, 48)]
 LIVE_SESSION = "250303-093000-snap"
@@ -50,6 +50,14 @@ async def _quiet(pilot: Any) -> None:
         await settle(pilot, 0.3)
     pilot.app.clear_notifications()
     await pilot.pause(0.2)
+
+    # A DataTable sizes its columns on idle after rows arrive; under load a snapshot taken before
+    # that shows header-width columns ("000" for a run id). Wait until every table has done so.
+    def tables_sized() -> bool:
+        return not any(t._require_update_dimensions or t._new_rows for t in pilot.app.screen.query(DataTable))
+
+    await wait_until(pilot, tables_sized, what="tables sized")
+    await pilot.pause(0.1)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
