@@ -57,7 +57,10 @@ async def _quiet(pilot: Any) -> None:
         return not any(t._require_update_dimensions or t._new_rows for t in pilot.app.screen.query(DataTable))
 
     await wait_until(pilot, tables_sized, what="tables sized")
-    await pilot.pause(0.1)
+    # ...and let the refresh that sizing asked for reach the screen before the picture is taken
+    for _ in range(3):
+        await pilot.pause()
+    await pilot.pause(0.3)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -185,10 +187,10 @@ class ParetoScreen(LabScreen):
         table = self.query_one("#pareto-front", DataTable)
         table.clear(columns=True)
         # The two objectives come right after the run, so a narrow list never scrolls them away.
-        table.add_columns("run", ox.label, oy.label, "engine", "model", "variant", "bs")
+        labels = ("run", ox.label, oy.label, "engine", "model", "variant", "bs")
         short = short_ids([r["run_id"] for r in result["front"]])
-        for r in result["front"]:
-            table.add_row(
+        rows = [
+            (
                 short[r["run_id"]],
                 fmt.num(r["x"], 4),
                 fmt.num(r["y"], 4),
@@ -196,8 +198,16 @@ class ParetoScreen(LabScreen):
                 fmt.esc(fmt.short_model(r.get("model"), 18)),
                 fmt.esc(r.get("quant") or fmt.DASH),
                 fmt.num(r.get("batch_size")),
-                key=r["run_id"],
             )
+            for r in result["front"]
+        ]
+        # Widths fixed from the content up front: auto-width columns are sized on a later idle, and a
+        # frame drawn before that (seen on a loaded box) cut run ids to the header's width.
+        for i, label in enumerate(labels):
+            width = max([cell_len(str(label)), *(cell_len(Text.from_markup(row[i]).plain) for row in rows)])
+            table.add_column(label, width=width)
+        for r, row in zip(result["front"], rows, strict=True):
+            table.add_row(*row, key=r["run_id"])
 
     # --- controls ---------------------------------------------------------------------------------
     @on(Select.Changed)
