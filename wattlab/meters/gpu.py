@@ -12,6 +12,7 @@ when none are named, and what each GPU can report (`_open_gpu`); it may override
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
@@ -89,13 +90,13 @@ class GpuMeter(Meter, Generic[S]):
         return [g.info for g in self._gpus]
 
     # --- opening -----------------------------------------------------------------------------------
+    @abstractmethod
     def _default_gpus(self, inventory: list[GpuInfo]) -> tuple[list[GpuInfo], bool]:
         """The GPUs to meter when none are named, and whether they count as explicitly chosen."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _open_gpu(self, info: GpuInfo, device: GPU, explicit: bool) -> S | None:
         """One GPU's state, or None (with a note) when it reports neither power nor energy."""
-        raise NotImplementedError
 
     def _selected(self, selection: list[str] | None, inventory: list[GpuInfo]) -> list[tuple[GpuInfo, bool]]:
         """(GPU, explicitly chosen) pairs, in the order given, without duplicates."""
