@@ -99,7 +99,8 @@ def test_context_options_reach_llama_cpp() -> None:
             engine.generate([request], Decoding(), 1)
             ids = list(request.prompt_ids)
             e_ctx: Any = engine._ctx  # type: ignore[attr-defined]
-            batch = lc.llama_batch_get_one((lc.llama_token * len(ids))(*ids), len(ids))
+            tokens = (lc.llama_token * len(ids))(*ids)  # kept alive: the batch only points at it
+            batch = lc.llama_batch_get_one(tokens, len(ids))
             assert lc.llama_decode(e_ctx, batch) == 0
             sizes.append(lc.llama_state_seq_get_size(e_ctx, 0))
             lc.llama_memory_clear(lc.llama_get_memory(e_ctx), True)
