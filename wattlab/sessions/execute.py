@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -350,6 +351,12 @@ def base_row(session_id: str, run_id: str, seq: int, spec: RunSpec, repeat: int)
         seed=spec.seed,
         repeat=repeat,
         spec_json=spec.as_dict(),
+        transform=spec.transform,
+        speculative=spec.speculative,
+        power_limit_w=spec.power_limit_w,
+        sm_clock_mhz=spec.sm_clock_mhz,
+        mem_clock_mhz=spec.mem_clock_mhz,
+        hostname=socket.gethostname(),
     )
 
 

@@ -138,6 +138,21 @@ class RunResult(Mapping[str, Any]):
     queue_p90_s: float | None = None
     queue_p99_s: float | None = None
     queue_mean_s: float | None = None
+    # the levers (schema v5): transform, speculation and its counts, GPU caps and throttling, node
+    transform: str | None = None
+    speculative: str | None = None
+    spec_draft_tokens: int | None = None
+    spec_accepted_tokens: int | None = None
+    spec_acceptance_rate: float | None = None
+    spec_tokens_per_step: float | None = None
+    power_limit_w: float | None = None
+    sm_clock_mhz: int | None = None
+    mem_clock_mhz: int | None = None
+    throttle_json: Any = None
+    power_violation_s: float | None = None
+    thermal_violation_s: float | None = None
+    node_id: str | None = None
+    hostname: str | None = None
 
     # --- detail rows for their own tables (not runs columns) ---------------------------------------
     energy: list[dict[str, Any]] = field(default_factory=list)  # -> run_energy

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # duckdb is imported on first use, not at console start
     import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _V1 = [
     """
@@ -259,8 +259,34 @@ _V4 = [
     "WHERE ttft_p50_s IS NOT NULL AND ttft_basis IS NULL",
 ]
 
+# Version 5: the levers of the optimization issues and where a run ran.
+# transform: the model transformation applied before serving (prune:..., lora:...; NULL: none).
+# speculative: the drafting method (ngram:K, draft:MODEL:K; NULL: none), with what the engine reported:
+#   draft tokens proposed, accepted, acceptance rate, output tokens per target-model step.
+# power_limit_w / sm_clock_mhz / mem_clock_mhz: the GPU caps the run asked for (NULL: left as found);
+#   throttle_json: the GPU's clock-event (throttle) reasons seen during the run, per GPU;
+#   power_violation_s / thermal_violation_s: time the GPU spent held back by its power / thermal limit
+#   during the measured window (NVML violation counters), summed over the run's GPUs.
+# node_id / hostname: the machine the run executed on (a Ray node on a cluster; this host otherwise).
+_V5 = [
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS transform VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS speculative VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS spec_draft_tokens BIGINT",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS spec_accepted_tokens BIGINT",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS spec_acceptance_rate DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS spec_tokens_per_step DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS power_limit_w DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS sm_clock_mhz INTEGER",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS mem_clock_mhz INTEGER",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS throttle_json JSON",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS power_violation_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS thermal_violation_s DOUBLE",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS node_id VARCHAR",
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS hostname VARCHAR",
+]
+
 # Each migration takes the database from version i to i + 1. Append, never edit.
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from wattlab.engines.levers import parse_speculative, parse_transform
 from wattlab.errors import ConfigError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -87,6 +88,12 @@ class RunSpec:
     repeats: int = 1
     timeout_s: float | None = None
     options: dict[str, Any] = field(default_factory=dict)  # engine knobs: n_gpu_layers, ...
+    # Levers (engines/levers.py says the grammar; the preflight checks the engine and device allow them)
+    transform: str | None = None  # prune:magnitude:0.5, prune:2:4, prune:layers:4, prune:mlp:0.25, lora:16
+    speculative: str | None = None  # ngram:K (prompt lookup), draft:MODEL:K
+    power_limit_w: float | None = None  # GPU power cap for the run (restored after it)
+    sm_clock_mhz: int | None = None  # locked GPU SM clock (restored after it)
+    mem_clock_mhz: int | None = None  # locked GPU memory clock (restored after it)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -139,8 +146,17 @@ class RunSpec:
         }
 
     def load_key(self) -> tuple[Any, ...]:
-        """Runs with the same load key reuse one loaded engine."""
-        return (self.engine, self.model, self.quant, self.device, json.dumps(self.options, sort_keys=True))
+        """Runs with the same load key reuse one loaded engine (a transform changes the weights and
+        speculation is set when the engine loads, so both are part of it)."""
+        return (
+            self.engine,
+            self.model,
+            self.quant,
+            self.device,
+            json.dumps(self.options, sort_keys=True),
+            self.transform,
+            self.speculative,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -149,8 +165,10 @@ class RunSpec:
         return d
 
     def key(self, repeat: int = 0) -> str:
-        """A stable identity of these settings (and repeat index), for resuming sweeps."""
-        blob = json.dumps({**self.as_dict(), "repeats": None, "_repeat": repeat}, sort_keys=True, default=str)
+        """A stable identity of these settings (and repeat index), for resuming sweeps. Lever fields
+        left unset are left out, so a sweep started before they existed resumes with the same keys."""
+        settings = {k: v for k, v in self.as_dict().items() if not (k in LEVER_FIELDS and v is None)}
+        blob = json.dumps({**settings, "repeats": None, "_repeat": repeat}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def label(self) -> str:
@@ -160,6 +178,7 @@ class RunSpec:
 
 
 _FIELDS = {f.name: f for f in fields(RunSpec)}
+LEVER_FIELDS = ("transform", "speculative", "power_limit_w", "sm_clock_mhz", "mem_clock_mhz")
 _CHOICES = {
     "mode": ("offline", "online"),
     "decoding": ("greedy", "sample", "beam"),
@@ -191,6 +210,16 @@ def validate(spec: RunSpec) -> None:
         raise ConfigError("sampling needs temperature > 0", fix="use decoding = 'greedy' for temperature 0")
     if not 0 < spec.top_p <= 1:
         raise ConfigError(f"top_p must be in (0, 1], got {spec.top_p}", fix="e.g. top_p = 0.9")
+    if spec.transform is not None:
+        parse_transform(spec.transform)
+    if spec.speculative is not None:
+        parse_speculative(spec.speculative)
+    if spec.power_limit_w is not None and spec.power_limit_w <= 0:
+        raise ConfigError(f"power_limit_w must be positive, got {spec.power_limit_w:g}", fix="e.g. 300")
+    for name in ("sm_clock_mhz", "mem_clock_mhz"):
+        value = getattr(spec, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{name} must be positive, got {value}", fix=f"e.g. {name} = 1410")
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:
