@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from wattlab import __version__
+from wattlab.engines.levers import SPECULATIVE_HELP, TRANSFORM_HELP
 from wattlab.errors import WattlabError
 
 RUN_JSON_KEYS = [
@@ -165,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=int, help="warmup requests before the measured window (default: one batch)"
     )
     p.add_argument("--timeout", type=float, help="seconds before the engine is stopped and the run failed")
+    levers = p.add_argument_group("levers (each refused before the run where the engine or device lacks it)")
+    levers.add_argument("--transform", help=f"model transformation: {TRANSFORM_HELP}")
+    levers.add_argument("--speculative", help=f"speculative decoding: {SPECULATIVE_HELP}")
+    levers.add_argument("--power-limit-w", type=float, help="GPU power cap for the run (restored after)")
+    levers.add_argument("--sm-clock-mhz", type=int, help="lock the GPU SM clock for the run (restored after)")
+    levers.add_argument("--mem-clock-mhz", type=int, help="lock the GPU memory clock (restored after)")
     p.add_argument(
         "-o",
         "--option",
@@ -317,6 +324,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         "warmup_requests": args.warmup,
         "timeout_s": args.timeout,
         "options": _options(args.option),
+        "transform": args.transform,
+        "speculative": args.speculative,
+        "power_limit_w": args.power_limit_w,
+        "sm_clock_mhz": args.sm_clock_mhz,
+        "mem_clock_mhz": args.mem_clock_mhz,
     }
     if args.prompts:
         values.update(workload="prompts", prompts_file=args.prompts)
