@@ -35,9 +35,13 @@ def diagnose() -> dict[str, Any]:
         carbon = resolve_intensity().as_dict()
     except Exception as exc:  # doctor reports, never crashes
         carbon = {"error": str(exc)}
+    from wattlab.devices.nvidia import can_change_caps
+
+    caps = can_change_caps()  # reads only: whether power limits / clock locks can be set here, and why
     return {
         "meters": meters,
         "engines": engines,
+        "gpu_caps": {"allowed": caps.allowed, "detail": caps.reason, "fix": caps.fix},
         "data_dir": str(data_dir()),
         "database": str(default_db_path()),
         "carbon": carbon,

@@ -2,11 +2,16 @@
 
 The fake NVML implements exactly the pynvml calls NvmlMeter makes, with NVML's error codes, so
 the meter runs end to end without a GPU: NOT_SUPPORTED readings, errors mid-run, counter resets.
+It also implements the caps calls (power-limit constraints and setting, clock locks, clock-event
+reasons, violation counters) with NVML's refusals: NO_PERMISSION, NOT_SUPPORTED, INVALID_ARGUMENT.
+With `state_path` the GPUs' settings live in a JSON file, so a change made by one process (a runner
+killed with SIGKILL) is seen by the next (`FakeNvml.from_state`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +49,22 @@ class FakeGpu:
     energy_mj: float = 5_000_000.0  # value at the last set_power/set_energy
     t_base: float = 0.0
     clock: Callable[[], float] = time.monotonic
+    # caps (an H200's values): power-limit range and default in mW, supported clocks in MHz
+    power_min_mw: int = 200_000
+    power_max_mw: int = 700_000
+    default_limit_mw: int = 700_000
+    caps: bool = True  # power-limit constraints supported (NOT_SUPPORTED otherwise)
+    mem_clocks: list[int] = field(default_factory=lambda: [3201, 2201])  # as the lent H200 reports
+    sm_clocks: list[int] = field(default_factory=lambda: [1980, 1830, 1755, 1410, 1005, 510])
+    locked_sm: list[int] | None = None  # [low, high] while locked
+    locked_mem: list[int] | None = None
+    set_error: int | None = None  # every setter raises this NVML code (NO_PERMISSION: a container)
+    persistence: int = 1
+    reasons: int = 0  # clock-event reason mask
+    violation_power_ns: int = 0
+    violation_thermal_ns: int = 0
+    violations: bool = True  # nvmlDeviceGetViolationStatus supported
+    power_violation_share: float = 0.0  # the power counter also grows by this share of the time passing
 
     def energy_now(self) -> float:
         return self.energy_mj + self.power_mw * (self.clock() - self.t_base)
@@ -58,15 +79,26 @@ class FakeGpu:
         self.t_base = self.clock()
 
 
+# The FakeGpu fields a state file holds (what a caps change or a test setting touches).
+STATE_FIELDS = (
+    "name", "uuid", "limit_mw", "power_min_mw", "power_max_mw", "default_limit_mw", "caps", "mem_clocks",
+    "sm_clocks", "locked_sm", "locked_mem", "set_error", "persistence", "reasons", "violation_power_ns",
+    "violation_thermal_ns", "violations", "power_violation_share",
+)  # fmt: skip
+
+
 @dataclass
 class FakeNvml:
-    """Module-like stand-in for pynvml."""
+    """Module-like stand-in for pynvml. `calls` logs every setter call, in order."""
 
     gpus: list[FakeGpu] = field(default_factory=list)
     init_error: int | None = None
     inits: int = 0
     shutdowns: int = 0
     counter_calls: int = 0
+    state_path: Path | None = None  # where the GPUs' settings are kept across processes
+    calls: list[list[Any]] = field(default_factory=list)
+    before_set: Callable[[str], None] | None = None  # called before each setter acts (a test's check)
 
     NVMLError = FakeNVMLError
     NVML_SUCCESS = 0
@@ -80,10 +112,43 @@ class FakeNvml:
     NVML_CLOCK_SM = 1
     NVML_TEMPERATURE_GPU = 0
     NVML_VALUE_TYPE_UNSIGNED_INT = 1
+    NVML_ERROR_INVALID_ARGUMENT = 2
+    NVML_PERF_POLICY_POWER = 0
+    NVML_PERF_POLICY_THERMAL = 1
 
     def __post_init__(self) -> None:
         for gpu in self.gpus:
             gpu.t_base = gpu.clock()
+
+    # --- state shared between processes -------------------------------------------------------------
+    @classmethod
+    def from_state(cls, path: Path) -> FakeNvml:
+        """The fake whose GPUs are those saved in `path` (by `save_state`, here or in another process)."""
+        data = json.loads(Path(path).read_text())
+        gpus = [FakeGpu(**g) for g in data["gpus"]]
+        return cls(gpus, state_path=Path(path), calls=data.get("calls", []))
+
+    def save_state(self, path: Path | None = None) -> None:
+        """Write the GPUs' settings and the call log atomically (a reader never sees half a file)."""
+        target = Path(path or self.state_path)  # type: ignore[arg-type]
+        data = {"gpus": [{k: getattr(g, k) for k in STATE_FIELDS} for g in self.gpus], "calls": self.calls}
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, target)
+
+    def _setter(self, h: FakeGpu, name: str, *args: Any) -> FakeGpu:
+        self._gpu(h)
+        if self.before_set is not None:
+            self.before_set(name)
+        if h.set_error is not None:
+            raise FakeNVMLError(h.set_error)
+        self._supported(h.caps)
+        self.calls.append([name, self.gpus.index(h), *args])
+        return h
+
+    def _saved(self) -> None:
+        if self.state_path is not None:
+            self.save_state()
 
     def _gpu(self, handle: FakeGpu) -> FakeGpu:
         if handle.fail is not None:
@@ -152,6 +217,71 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> int:
         return self._gpu(h).limit_mw
+
+    # --- caps ---------------------------------------------------------------------------------------
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, h: FakeGpu) -> list[int]:
+        self._supported(self._gpu(h).caps)
+        return [h.power_min_mw, h.power_max_mw]
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: FakeGpu) -> int:
+        self._supported(self._gpu(h).caps)
+        return h.default_limit_mw
+
+    def nvmlDeviceGetPowerManagementLimit(self, h: FakeGpu) -> int:
+        self._supported(self._gpu(h).caps)
+        return h.limit_mw
+
+    def nvmlDeviceGetPersistenceMode(self, h: FakeGpu) -> int:
+        return self._gpu(h).persistence
+
+    def nvmlDeviceGetSupportedMemoryClocks(self, h: FakeGpu) -> list[int]:
+        self._supported(bool(self._gpu(h).mem_clocks))
+        return list(h.mem_clocks)
+
+    def nvmlDeviceGetSupportedGraphicsClocks(self, h: FakeGpu, mem_mhz: int) -> list[int]:
+        if mem_mhz not in self._gpu(h).mem_clocks:
+            raise FakeNVMLError(self.NVML_ERROR_INVALID_ARGUMENT)
+        # a lower memory clock allows only the lower half of the SM clocks, as on real boards
+        return list(h.sm_clocks) if mem_mhz == max(h.mem_clocks) else h.sm_clocks[len(h.sm_clocks) // 2 :]
+
+    def nvmlDeviceSetPowerManagementLimit(self, h: FakeGpu, mw: int) -> None:
+        self._setter(h, "set_power_limit", mw)
+        if not h.power_min_mw <= mw <= h.power_max_mw:
+            raise FakeNVMLError(self.NVML_ERROR_INVALID_ARGUMENT)
+        h.limit_mw = mw
+        self._saved()
+
+    def nvmlDeviceSetGpuLockedClocks(self, h: FakeGpu, low: int, high: int) -> None:
+        self._setter(h, "lock_sm", low, high)
+        h.locked_sm = [low, high]
+        self._saved()
+
+    def nvmlDeviceResetGpuLockedClocks(self, h: FakeGpu) -> None:
+        self._setter(h, "reset_sm")
+        h.locked_sm = None
+        self._saved()
+
+    def nvmlDeviceSetMemoryLockedClocks(self, h: FakeGpu, low: int, high: int) -> None:
+        self._setter(h, "lock_mem", low, high)
+        h.locked_mem = [low, high]
+        self._saved()
+
+    def nvmlDeviceResetMemoryLockedClocks(self, h: FakeGpu) -> None:
+        self._setter(h, "reset_mem")
+        h.locked_mem = None
+        self._saved()
+
+    # --- throttling --------------------------------------------------------------------------------
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: FakeGpu) -> int:
+        return self._gpu(h).reasons
+
+    def nvmlDeviceGetViolationStatus(self, h: FakeGpu, policy: int) -> Any:
+        self._supported(self._gpu(h).violations)
+        if policy == self.NVML_PERF_POLICY_POWER:
+            ns = h.violation_power_ns + int(h.power_violation_share * (h.clock() - h.t_base) * 1e9)
+        else:
+            ns = h.violation_thermal_ns
+        return SimpleNamespace(referenceTime=int(time.time() * 1e6), violationTime=ns)
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> list[Any]:
         self._supported(self._gpu(h).processes is not None)

@@ -76,6 +76,55 @@ class EnergyCount:
     resolution_mj: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PowerLimits:
+    """A GPU's power-limit settings in mW: the range the board accepts, its default and the limit set now."""
+
+    min_mw: float
+    max_mw: float
+    default_mw: float | None = None
+    current_mw: float | None = None
+
+    def range_w(self) -> str:
+        return f"{self.min_mw / 1000:g}-{self.max_mw / 1000:g} W"
+
+
+@dataclass(frozen=True, slots=True)
+class CapsAccess:
+    """Whether wattlab may change this GPU's power limit and clock locks, why, and how to allow it."""
+
+    allowed: bool
+    reason: str
+    fix: str | None = None
+
+
+# Clock-event ("throttle") reason bits, the same on every NVIDIA driver (nvml.h), by wattlab's names.
+CLOCK_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+    0x200: "board_limit",
+    0x400: "reliability",
+}
+
+
+def decode_clock_event_reasons(mask: int) -> list[str]:
+    """The names of the bits set in a clock-event reason mask; an unknown bit as `bit_0x...`."""
+    names = []
+    bit = 1
+    while bit <= mask:
+        if mask & bit:
+            names.append(CLOCK_EVENT_REASONS.get(bit, f"bit_{bit:#x}"))
+        bit <<= 1
+    return names
+
+
 class GPU(abc.ABC):
     """One opened GPU of one vendor. Only `power_mw` is required; the rest default to NotSupported.
 
@@ -116,6 +165,46 @@ class GPU(abc.ABC):
     def processes(self) -> list[int]:
         """PIDs holding a compute context on this GPU (the driver's PID namespace)."""
         raise DeviceNotSupported("no process list")
+
+    # --- caps (power limit, clock locks) and throttling; see sessions/caps.py ------------------------
+    def power_limits(self) -> PowerLimits:
+        """The power-limit range, default and current setting."""
+        raise DeviceNotSupported("no power-limit constraints")
+
+    def supported_mem_clocks_mhz(self) -> list[int]:
+        """Memory clocks the GPU can be locked to, highest first."""
+        raise DeviceNotSupported("no supported memory clock list")
+
+    def supported_sm_clocks_mhz(self, mem_mhz: int | None = None) -> list[int]:
+        """SM (graphics) clocks allowed with memory clock `mem_mhz` (default: the highest), highest first."""
+        raise DeviceNotSupported("no supported SM clock list")
+
+    def caps_access(self) -> CapsAccess:
+        """Whether this process may change the power limit and clock locks. Reads only: never sets."""
+        return CapsAccess(False, "this GPU's library offers no power-limit or clock control")
+
+    def set_power_limit_mw(self, mw: float) -> None:
+        raise DeviceNotSupported("no power-limit control")
+
+    def lock_sm_clocks_mhz(self, low: int, high: int) -> None:
+        raise DeviceNotSupported("no SM clock locking")
+
+    def reset_sm_clocks(self) -> None:
+        raise DeviceNotSupported("no SM clock locking")
+
+    def lock_mem_clocks_mhz(self, low: int, high: int) -> None:
+        raise DeviceNotSupported("no memory clock locking")
+
+    def reset_mem_clocks(self) -> None:
+        raise DeviceNotSupported("no memory clock locking")
+
+    def clock_event_reasons(self) -> list[str]:
+        """Why the clocks are held below their maximum right now (names from CLOCK_EVENT_REASONS)."""
+        raise DeviceNotSupported("no clock-event (throttle) reasons")
+
+    def violation_ns(self, policy: str) -> int:
+        """Cumulative time (ns) the GPU was held back by `policy` ("power" | "thermal") since driver load."""
+        raise DeviceNotSupported("no violation counters")
 
 
 class GpuSession(abc.ABC):

@@ -8,11 +8,13 @@ anything else DeviceError (with the NVML code), a failed start DeviceUnavailable
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wattlab.devices.base import (
     GPU,
+    CapsAccess,
     DeviceError,
     DeviceNotSupported,
     DeviceUnavailable,
@@ -20,7 +22,9 @@ from wattlab.devices.base import (
     GpuInfo,
     GpuSession,
     MemoryUsage,
+    PowerLimits,
     Utilization,
+    decode_clock_event_reasons,
     list_with,
     resolve_gpu,
 )
@@ -31,6 +35,17 @@ NO_DRIVER_FIX = (
     "on a CPU-only box the rapl or estimate meters measure the CPU"
 )
 _NOT_SUPPORTED_CODES = ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+CAPS_FIX = (
+    "run the sweep as root (`sudo -E wattlab sweep FILE`; in a container, one started with --privileged "
+    "or CAP_SYS_ADMIN), then `sudo nvidia-smi -pm 1` keeps the driver loaded between runs; or drop "
+    "power_limit_w / sm_clock_mhz / mem_clock_mhz (wattlab has no privileged helper like Zeus's zeusd yet)"
+)
+_POLICIES = {"power": "NVML_PERF_POLICY_POWER", "thermal": "NVML_PERF_POLICY_THERMAL"}
+
+
+def _euid() -> int:
+    """This process's effective uid (-1 where the OS has none); tests replace it."""
+    return os.geteuid() if hasattr(os, "geteuid") else -1
 
 
 def import_pynvml() -> Any:
@@ -181,6 +196,135 @@ class NvidiaGpu(GPU):
         procs = self._lib.call(self._nvml.nvmlDeviceGetComputeRunningProcesses, self.handle)
         return sorted({int(p.pid) for p in procs})
 
+    # --- caps and throttling ---------------------------------------------------------------------
+    def power_limits(self) -> PowerLimits:
+        """nvmlDeviceGetPowerManagementLimitConstraints (+ default and current limit), in mW."""
+        nvml, h = self._nvml, self.handle
+        low, high = self._lib.call(nvml.nvmlDeviceGetPowerManagementLimitConstraints, h)
+
+        def optional(fn: Any) -> float | None:
+            try:
+                return float(self._lib.call(fn, h))
+            except DeviceError:
+                return None
+
+        return PowerLimits(
+            float(low),
+            float(high),
+            optional(getattr(nvml, "nvmlDeviceGetPowerManagementDefaultLimit", None)),
+            optional(getattr(nvml, "nvmlDeviceGetPowerManagementLimit", None)),
+        )
+
+    def supported_mem_clocks_mhz(self) -> list[int]:
+        clocks = self._lib.call(self._nvml.nvmlDeviceGetSupportedMemoryClocks, self.handle)
+        return sorted({int(c) for c in clocks}, reverse=True)
+
+    def supported_sm_clocks_mhz(self, mem_mhz: int | None = None) -> list[int]:
+        mem = mem_mhz if mem_mhz is not None else self.supported_mem_clocks_mhz()[0]
+        clocks = self._lib.call(self._nvml.nvmlDeviceGetSupportedGraphicsClocks, self.handle, int(mem))
+        return sorted({int(c) for c in clocks}, reverse=True)
+
+    def caps_access(self) -> CapsAccess:
+        """Decided from reads only (a real GPU is never changed to find out): NVML sets the power limit
+        and locks clocks for root alone, and only where it reports power-limit constraints."""
+        try:
+            limits = self.power_limits()
+        except DeviceNotSupported:
+            return CapsAccess(
+                False,
+                f"GPU {self.info.index} ({self.info.name}) has no settable power limit (NVML: NOT_SUPPORTED)",
+                "leave power_limit_w / sm_clock_mhz / mem_clock_mhz unset for runs on this GPU",
+            )
+        except DeviceError as exc:
+            if exc.code == getattr(self._nvml, "NVML_ERROR_NO_PERMISSION", None):
+                return CapsAccess(
+                    False, f"NVML refuses even to read GPU {self.info.index}'s limits", CAPS_FIX
+                )
+            return CapsAccess(False, f"GPU {self.info.index}: {exc.message}", CAPS_FIX)
+        uid = _euid()
+        if uid != 0:
+            return CapsAccess(
+                False,
+                f"wattlab runs as uid {uid}, not root, and NVML lets only root set a power limit or lock "
+                "clocks",
+                CAPS_FIX,
+            )
+        note = ""
+        try:
+            if int(self._lib.call(self._nvml.nvmlDeviceGetPersistenceMode, self.handle)) == 0:
+                note = "; persistence mode is off (`sudo nvidia-smi -pm 1` keeps settings between processes)"
+        except DeviceError:
+            pass
+        return CapsAccess(
+            True,
+            f"running as root; GPU {self.info.index} accepts power limits {limits.range_w()}{note} "
+            "(a container without privileges may still refuse the first change: the run then fails "
+            "with NVML's answer)",
+        )
+
+    def _set(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """A setter, with NO_PERMISSION and INVALID_ARGUMENT said in words."""
+        try:
+            self._lib.call(fn, self.handle, *args)
+        except DeviceNotSupported:
+            raise
+        except DeviceError as exc:
+            if exc.code == getattr(self._nvml, "NVML_ERROR_NO_PERMISSION", None):
+                raise DeviceError(
+                    f"NVML refused to {what} on GPU {self.info.index}: no permission",
+                    code=exc.code,
+                    fix=CAPS_FIX,
+                ) from exc
+            if exc.code == getattr(self._nvml, "NVML_ERROR_INVALID_ARGUMENT", None):
+                raise DeviceError(
+                    f"NVML refused to {what} on GPU {self.info.index}: value out of range",
+                    code=exc.code,
+                    fix="`wattlab doctor` and `nvidia-smi -q -d POWER,SUPPORTED_CLOCKS` list what it accepts",
+                ) from exc
+            raise
+
+    def set_power_limit_mw(self, mw: float) -> None:
+        self._set(
+            f"set the power limit to {mw / 1000:g} W", self._nvml.nvmlDeviceSetPowerManagementLimit, int(mw)
+        )
+
+    def lock_sm_clocks_mhz(self, low: int, high: int) -> None:
+        self._set(
+            f"lock the SM clock to {low}-{high} MHz", self._nvml.nvmlDeviceSetGpuLockedClocks, low, high
+        )
+
+    def reset_sm_clocks(self) -> None:
+        self._set("reset the SM clock lock", self._nvml.nvmlDeviceResetGpuLockedClocks)
+
+    def lock_mem_clocks_mhz(self, low: int, high: int) -> None:
+        self._set(
+            f"lock the memory clock to {low}-{high} MHz",
+            self._nvml.nvmlDeviceSetMemoryLockedClocks,
+            low,
+            high,
+        )
+
+    def reset_mem_clocks(self) -> None:
+        self._set("reset the memory clock lock", self._nvml.nvmlDeviceResetMemoryLockedClocks)
+
+    def clock_event_reasons(self) -> list[str]:
+        """nvmlDeviceGetCurrentClocksEventReasons (named ...ClocksThrottleReasons before driver 535)."""
+        nvml = self._nvml
+        fn = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+            nvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None
+        )
+        if fn is None:
+            raise DeviceNotSupported("NVML bindings lack clock-event reasons")
+        return decode_clock_event_reasons(int(self._lib.call(fn, self.handle)))
+
+    def violation_ns(self, policy: str) -> int:
+        """nvmlDeviceGetViolationStatus(NVML_PERF_POLICY_POWER | _THERMAL).violationTime, in ns."""
+        nvml = self._nvml
+        kind = getattr(nvml, _POLICIES[policy], None)
+        if kind is None:
+            raise DeviceNotSupported(f"NVML bindings lack {_POLICIES[policy]}")
+        return int(self._lib.call(nvml.nvmlDeviceGetViolationStatus, self.handle, kind).violationTime)
+
     def process_memory(self) -> dict[int, int]:
         """Device memory (bytes) each compute process holds on this GPU, by the driver's PID.
         Processes whose memory the driver does not report (usedGpuMemory None: MIG, WDDM) are left out."""
@@ -206,6 +350,35 @@ def gpu_count(nvml: Any = None) -> int:
             return int(lib.call(lib.module.nvmlDeviceGetCount))
     except Exception:
         return 0
+
+
+def compute_capability(index: int, nvml: Any = None) -> tuple[int, int] | None:
+    """The CUDA compute capability (major, minor) of NVML GPU `index`; None where NVML cannot tell."""
+    try:
+        with Nvml(nvml) as lib:
+            handle = lib.call(lib.module.nvmlDeviceGetHandleByIndex, int(index))
+            major, minor = lib.call(lib.module.nvmlDeviceGetCudaComputeCapability, handle)
+            return int(major), int(minor)
+    except Exception:
+        return None
+
+
+def can_change_caps(nvml: Any = None) -> CapsAccess:
+    """Whether wattlab may change power limits and clock locks on every GPU here, and why (reads only)."""
+    try:
+        lib = Nvml(nvml)
+    except DeviceError as exc:
+        return CapsAccess(False, f"no NVIDIA GPU to cap: {exc.message}", exc.fix)
+    with lib:
+        try:
+            gpus = [lib.gpu(info) for info in lib.inventory()]
+        except DeviceError as exc:
+            return CapsAccess(False, f"NVML failed to list the GPUs: {exc.message}", exc.fix)
+        if not gpus:
+            return CapsAccess(False, "NVML sees no GPU", NO_DRIVER_FIX)
+        answers = [g.caps_access() for g in gpus]
+    refused = next((a for a in answers if not a.allowed), None)
+    return refused or answers[0]
 
 
 def gpu_processes(indices: Sequence[int], nvml: Any = None) -> dict[int, list[int]]:

@@ -290,6 +290,9 @@ def _ingest_timeline_file(con: duckdb.DuckDBPyConnection, session_id: str, path:
 
 def recover(store: Store, root: Any = None) -> list[dict[str, Any]]:
     """Ingest every spool whose runner died before committing it. Safe to call often."""
+    from wattlab.sessions.caps import restore_leftovers
+
+    restore_leftovers(root)  # GPU caps a killed runner left changed go back first (never raises)
     done = []
     for spool in list_spools(root):
         if spool.committed or spool.runner_alive():

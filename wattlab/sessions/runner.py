@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from wattlab import __version__
@@ -71,7 +71,10 @@ class Runner:
         self.wait = wait
         self._locks: Any = None  # sessions.locks.DeviceLocks, from run()
         self._overlap: Any = None  # sessions.locks.OverlapWatch, once the devices are ours
+        from wattlab.sessions.caps import CapsGuard
+
         self.spool = Spool(self.session_id)
+        self._caps = CapsGuard(self.spool.dir, self.event, hz=self.settings.power_hz)  # GPU caps, throttling
         self.timeline = Timeline(
             power_period_s=1.0 / self.settings.power_hz, counter_period_s=1.0 / self.settings.counter_hz
         )
@@ -96,6 +99,8 @@ class Runner:
         # the next command commits them); deferred_reason says why the last commit failed.
         self.commit_state: str | None = None
         self.deferred_reason: str | None = None
+        # Fields set on every run row of this session (a cluster node's node_id, wattlab/cluster/).
+        self.run_fields: dict[str, Any] = {}
 
     # --- events -----------------------------------------------------------------------------------
     def event(self, kind: str, **data: Any) -> dict[str, Any]:
@@ -122,6 +127,7 @@ class Runner:
 
     def on_mark(self, name: str, t_ns: int, data: dict[str, Any]) -> None:
         self.timeline.mark(name, run_id=self.current_run_id, t_ns=t_ns, **data)
+        self._caps.on_mark(name)
         if name.endswith("_start"):
             self._window = (name.removesuffix("_start"), t_ns)
             self._last_progress = 0.0  # a window's first tokens are always reported (its phase starts)
@@ -245,11 +251,14 @@ class Runner:
             self._commit(session_row=session)
             max_batch = max_batch_per_load(self.sweep.runs)
             self._max_tokens = max_tokens_per_load(self.sweep.runs)
-            for seq, (spec, repeat) in enumerate(self.sweep.runs, 1):
+            for seq, spec, repeat in self._runs_to_do():
                 if spec.key(repeat) in done_keys:
                     self.event("run_skipped", seq=seq, run_key=spec.key(repeat), label=spec.label())
                     continue
-                result = self._one_run(seq, spec, repeat, max_batch[spec.load_key()])
+                try:
+                    result = self._one_run(seq, spec, repeat, max_batch[spec.load_key()])
+                finally:
+                    self._caps.end()  # the run's GPU caps back, however it ended
                 self.results.append(result)
                 self._commit(run=result)
                 if seq < len(self.sweep.runs):
@@ -268,7 +277,14 @@ class Runner:
                 signal.signal(signal.SIGTERM, previous_term)
         return self.results
 
+    def _runs_to_do(self) -> Iterator[tuple[int, RunSpec, int]]:
+        """(seq, spec, repeat) in the order they run: the whole sweep here; a cluster node's runner
+        (wattlab/cluster/agent.py) yields the runs the head hands it instead."""
+        for seq, (spec, repeat) in enumerate(self.sweep.runs, 1):
+            yield seq, spec, repeat
+
     def _shutdown(self, session: dict[str, Any], status: str) -> None:
+        self._caps.close()  # before the device locks go: a queued session must find the GPU as it was
         if self._worker is not None:
             self._worker.close(timeout_s=10)
         if self._sampler is not None:
@@ -396,6 +412,8 @@ class Runner:
                 "max_batch": max_batch,
                 "max_tokens": self._max_tokens[key],
                 "options": spec.options,
+                "speculative": spec.speculative,
+                "transform": spec.transform,
             },
             timeout_s=spec.timeout_s or 3600,
         )
@@ -416,6 +434,8 @@ class Runner:
         run_id = f"{self.session_id}-{seq:03d}" + (f".{attempt}" if attempt > 1 else "")
         self.current_run_id = run_id
         row = base_row(self.session_id, run_id, seq, spec, repeat)
+        if self.run_fields:
+            row = row.replace(**self.run_fields)
         self.event(
             "run_start",
             run_id=run_id,
@@ -437,6 +457,7 @@ class Runner:
         )
         try:
             watch = self._overlap.begin() if self._overlap is not None else None
+            self._caps.begin(spec, run_id)  # original values to the spool, then the caps set
             ctx.worker, ctx.load_info = self._ensure_worker(spec, max_batch)
             self.event(
                 "run_loaded",
@@ -450,6 +471,7 @@ class Runner:
                 charged = str(result.energy_domains or "").split(",")
                 domains = [self.timeline.domains[d] for d in charged if d in self.timeline.domains]
                 result = result.replace(overlap=self._overlap.finish(watch, domains))
+            result = self._caps.record(result)  # throttle reasons, violation times
         except (KeyboardInterrupt, _Terminated):
             self._drop_worker()
             result = row.replace(
