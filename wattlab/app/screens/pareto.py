@@ -3,10 +3,15 @@ highlighted (capital letters joined by a line) and listed.
 
 Axes are logarithmic where the objective suits it and the data spans more than 20x (toggle with
 g). Runs lacking either figure are left out and counted, never plotted at 0.
+
+s opens an SLO filter (`ttft_p90<=0.5 tpot_p90<=0.05 e2e_p99<=2 exact_match>=0.3`, the grammar of
+`wattlab.analysis.advise.parse_slo`): runs that miss a bound, on their own stored figures, are drawn
+grey and their front rows dimmed; an empty filter clears it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, ClassVar
 
 from rich.cells import cell_len
@@ -16,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Label, Select, Static
+from textual.widgets import DataTable, Footer, Input, Label, Select, Static
 
 from wattlab.analysis.queries import short_ids
 from wattlab.app import fmt
@@ -36,6 +41,7 @@ class ParetoScreen(LabScreen):
         Binding("x", "cycle('x')", "Next X"),
         Binding("y", "cycle('y')", "Next Y"),
         Binding("g", "toggle_log", "Log axes"),
+        Binding("s", "slo", "SLO filter"),
         Binding("r", "reload", "Reload"),
     ]
 
@@ -58,6 +64,7 @@ class ParetoScreen(LabScreen):
         self.log_auto = True
         self._seen_version = -1
         self._result: dict[str, Any] | None = None
+        self.slo_text = ""  # the SLO filter as typed ("" = none); parsed by advise.parse_slo
 
     def compose(self) -> ComposeResult:
         options = [(o.label, key) for key, o in OBJECTIVES.items()]
@@ -71,6 +78,13 @@ class ParetoScreen(LabScreen):
                 yield Select(
                     [("all sessions", ALL)], value=ALL, allow_blank=False, id="pareto-session", compact=True
                 )
+            slo = Input(
+                placeholder="SLO filter, e.g. ttft_p90<=0.5 tpot_p90<=0.05 e2e_p99<=2 "
+                "(Enter applies, empty clears)",
+                id="pareto-slo",
+            )
+            slo.display = False  # shown by s
+            yield slo
             yield Static("", id="pareto-status")
             with Horizontal(id="pareto-main"):
                 with Vertical(id="pareto-left"):
@@ -99,7 +113,7 @@ class ParetoScreen(LabScreen):
 
     # --- loading ----------------------------------------------------------------------------------
     def _key(self) -> tuple[Any, ...]:
-        return (self.x, self.y, self.session_id)
+        return (self.x, self.y, self.session_id, self.slo_text)
 
     def reload(self) -> None:
         self._seen_version = self.lab.data_version
@@ -113,9 +127,15 @@ class ParetoScreen(LabScreen):
     def _load(self, key: tuple[Any, ...]) -> None:
         from wattlab.app.data import pareto
 
-        x, y, session_id = key
+        x, y, session_id, slo_text = key
         try:
-            self.post_message(self.Loaded(key, pareto(self.lab.store, x, y, session_id), None))
+            result = pareto(self.lab.store, x, y, session_id)
+            if slo_text:
+                from wattlab.analysis.advise import parse_slo, runs_missing
+
+                with self.lab.store.reader() as con:
+                    result["slo_missing"] = runs_missing(con, parse_slo(slo_text), x, y, session_id)
+            self.post_message(self.Loaded(key, result, None))
         except WattlabError as exc:
             self.post_message(self.Loaded(key, None, exc))
 
@@ -156,9 +176,17 @@ class ParetoScreen(LabScreen):
             key=display_order,  # each engine's spec says where it goes
         )
         log_x, log_y = (result["log_x"], result["log_y"]) if self.log_auto else (False, False)
-        points = [ScatterPoint(float(x), float(y), engine) for engine, x, y in result["points"]]
+        # SLO misses: points carry no run id, so each missing run greys one point of its own values.
+        miss_points, miss_ids = result.get("slo_missing") or ([], set())
+        left = Counter(miss_points)
+        points = []
+        for engine, x, y in result["points"]:
+            muted = left[(engine, float(x), float(y))] > 0
+            left[(engine, float(x), float(y))] -= muted
+            points.append(ScatterPoint(float(x), float(y), engine, muted=muted))
         points += [
-            ScatterPoint(float(r["x"]), float(r["y"]), r["engine"], front=True) for r in result["front"]
+            ScatterPoint(float(r["x"]), float(r["y"]), r["engine"], front=True, muted=r["run_id"] in miss_ids)
+            for r in result["front"]
         ]
         self.query_one("#pareto-plot", ScatterPlot).set_data(
             ScatterData(
@@ -183,6 +211,11 @@ class ParetoScreen(LabScreen):
             f"[b]{len(result['front'])}[/] on the front of {result['considered']:,} finished run(s)"
             + (f" · {excluded:,} left out ({why})" if excluded else "")
             + (" · plot thinned to one point per cell" if result["thinned"] else "")
+            + (
+                f" · SLO {fmt.esc(self.slo_text)}: [grey50]{len(miss_ids):,} miss (grey)[/]"
+                if "slo_missing" in result
+                else ""
+            )
         )
         table = self.query_one("#pareto-front", DataTable)
         table.clear(columns=True)
@@ -207,7 +240,8 @@ class ParetoScreen(LabScreen):
             width = max([cell_len(str(label)), *(cell_len(Text.from_markup(row[i]).plain) for row in rows)])
             table.add_column(label, width=width)
         for r, row in zip(result["front"], rows, strict=True):
-            table.add_row(*row, key=r["run_id"])
+            missed = r["run_id"] in miss_ids
+            table.add_row(*(f"[grey50]{cell}[/]" if missed else cell for cell in row), key=r["run_id"])
 
     # --- controls ---------------------------------------------------------------------------------
     @on(Select.Changed)
@@ -237,6 +271,27 @@ class ParetoScreen(LabScreen):
         self._show()
 
     def action_reload(self) -> None:
+        self.reload()
+
+    def action_slo(self) -> None:
+        box = self.query_one("#pareto-slo", Input)
+        box.display = True
+        box.value = self.slo_text
+        box.focus()
+
+    @on(Input.Submitted, "#pareto-slo")
+    def _apply_slo(self, event: Input.Submitted) -> None:
+        from wattlab.analysis.advise import parse_slo
+
+        text = " ".join(event.value.split())
+        try:
+            parse_slo(text)  # refused here, with its fix, before anything loads
+        except WattlabError as exc:
+            self.query_one("#pareto-status", Static).update(fmt.error_text(exc, "bad SLO filter"))
+            return
+        self.slo_text = text
+        event.input.display = bool(text)
+        self.query_one("#pareto-front", DataTable).focus()
         self.reload()
 
     @on(DataTable.RowSelected, "#pareto-front")

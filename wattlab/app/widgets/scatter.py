@@ -25,6 +25,7 @@ class ScatterPoint:
     y: float
     group: str  # the engine
     front: bool = False
+    muted: bool = False  # misses the Pareto screen's SLO filter: drawn grey, under the others
 
 
 @dataclass(frozen=True)
@@ -95,13 +96,16 @@ class ScatterPlot(Widget):
         # The front as a staircase line under the markers: what no other run beats.
         if len(front) > 1:
             canvas.polyline([(sx(p.x), sy(p.y)) for p in front], Style(dim=True))
-        # Dominated runs first, so a front run wins its cell.
-        for p in sorted(pts, key=lambda p: p.front):
+        # Dominated runs first, so a front run wins its cell; muted ones lose theirs (first dominated
+        # run placed keeps a cell, last front run placed takes it).
+        for p in sorted(pts, key=lambda p: (p.front, p.muted != p.front)):
             cx, cy = canvas.to_cell(sx(p.x), sy(p.y))
             if not p.front and canvas.char_at(cx, cy) is not None:
                 continue
             letter = letters.get(p.group, "?")
             style = Style(color=colors.get(p.group), bold=p.front)
+            if p.muted:
+                style = Style(color="grey50", dim=True)
             canvas.put(cx, cy, letter.upper() if p.front else letter, style)
         dim = Style(dim=True)
         rows = canvas.rows()
