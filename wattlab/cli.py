@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--new", action="store_true", help="start a new session even if an unfinished one exists")
     p.add_argument("--resume", metavar="SESSION", help="resume this session (finished runs are skipped)")
+    p.add_argument(
+        "--cluster", metavar="ADDRESS", help="run on a Ray cluster, e.g. ray://HEAD:10001 (wattlab[ray])"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display; the summary line still prints")
     p.add_argument(
         "--no-wait",
@@ -206,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse, instead of queueing, when another session is measuring on these devices",
     )
     _add_db(p)
+
+    p = sub.add_parser("cluster", help="a Ray cluster for sweeps: status, up --local N, down")
+    p.add_argument("action", choices=["status", "up", "down"])
+    p.add_argument("--cluster", metavar="ADDRESS", help="the cluster (status; default: the local one)")
+    p.add_argument("--local", type=int, metavar="N", help="up: a head and N worker nodes on this box")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("attach", help="follow a running session (default: the newest)")
     p.add_argument("session", nargs="?")
@@ -267,7 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the run its workload bin is compared against (default per bin: transformers fp32 batch 1, "
         "else the bin's highest-J/token run)",
     )
+    p.add_argument(
+        "--family",
+        action="append",
+        metavar="TEACHER,STUDENT,...",
+        help="your own teacher/student models (paths or names as run), teacher first; repeatable. "
+        "Catalog families (Llama 3, Qwen2.5, SmolLM2) are recognised by name",
+    )
+    from wattlab.cli_advise import add_parser as add_advise_parser  # light: argparse only
+    from wattlab.cli_advise import add_slo_arguments
+
+    add_slo_arguments(p)  # the report's "SLO advice" table
     _add_db(p)
+
+    add_advise_parser(sub)
 
     p = sub.add_parser("_runner")  # the detached sweep process; no help, so it stays unlisted
     p.add_argument("file")
@@ -380,6 +402,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from wattlab.sessions.store import Store
 
     sweep = load_sweep(args.file)
+    cluster = args.cluster or sweep.session.cluster
+    if cluster:  # the cluster's own preflight runs on every node
+        from wattlab.cli_cluster import cmd_cluster_sweep
+
+        return cmd_cluster_sweep(args, sweep, str(cluster))
     # Refused here, in the foreground (also for --detach): before any database, session or spool.
     preflight(sweep)
     store = Store(args.db)
@@ -467,10 +494,22 @@ def cmd_runner(args: argparse.Namespace) -> int:
     return 0 if runner.status == "finished" and not failed else 1
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    from wattlab.cli_advise import cmd_advise as advise
+
+    return advise(args)
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     from wattlab.app.main import run_console
 
     return run_console(db=args.db)
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from wattlab.cli_cluster import cmd_cluster as run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -482,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "sweep": cmd_sweep,
         "_runner": cmd_runner,
+        "cluster": cmd_cluster,
+        "advise": cmd_advise,
     }
     try:
         if command in handlers:

@@ -276,6 +276,7 @@ class SessionSettings:
     tdp_w: float | None = None
     power_hz: float = 10.0
     counter_hz: float = 2.0
+    cluster: str | None = None  # a Ray cluster's address: the sweep runs there (wattlab/cluster/)
 
     def __post_init__(self) -> None:
         for name in ("power_hz", "counter_hz", "pue"):

@@ -31,6 +31,8 @@ RUN_COLUMNS = (
     ("engine", "engine"),
     ("model", "model"),
     ("quant", "variant"),
+    ("transform", "transform"),  # model levers: shown only when a listed run has one (LEVER_COLUMNS)
+    ("spec", "spec"),
     ("batch_size", "bs"),
     ("mode", "mode"),
     ("tokens", "in→out"),
@@ -40,16 +42,20 @@ RUN_COLUMNS = (
     ("energy_j", "energy"),
     ("quality", "quality"),
     ("status", "status"),
+    ("node", "node"),  # cluster runs only (LEVER_COLUMNS hides it when no listed run has one)
     ("started_at", "started"),
 )
 # Runs-table columns left out first when the screen is narrow: energy figures last, run never.
 RUN_DROP_ORDER = (
     "started_at",
+    "node",
     "mode",
+    "spec",
     "tokens",
     "quality",
     "e2e_p50_s",
     "throughput_tok_s",
+    "transform",
     "model",
     "quant",
     "batch_size",
@@ -72,6 +78,8 @@ SESSION_COLUMNS = (
     ("created_at", "created"),
 )
 SESSION_DROP_ORDER = ("created_at", "failed", "runs", "name")
+# Runs-table column -> the runs column it shows; a column none of the listed runs fills is left out.
+LEVER_COLUMNS = {"transform": "transform", "spec": "speculative", "node": "node_id"}
 
 
 def session_name(name: str | None) -> str:
@@ -116,6 +124,8 @@ def run_cells(r: dict[str, Any], marked: bool, short_id: str | None = None) -> l
         fmt.esc(r.get("engine") or ""),
         fmt.esc(fmt.short_model(r.get("model"), 20)),
         fmt.esc(r.get("quant") or fmt.DASH),
+        fmt.esc(r.get("transform") or fmt.DASH),
+        fmt.esc(r.get("speculative") or fmt.DASH),
         fmt.num(r.get("batch_size")),
         r.get("mode") or "",
         fmt.esc(r.get("task") or f"{r.get('input_tokens')}→{r.get('output_tokens')}"),
@@ -125,8 +135,14 @@ def run_cells(r: dict[str, Any], marked: bool, short_id: str | None = None) -> l
         fmt.energy(r.get("energy_j")) + ("*" if estimated else "") + overlapped,
         quality,
         status if status == "finished" else f"[red]{status}[/]",
+        fmt.esc(node_label(r.get("node_id"), r.get("hostname"))) if r.get("node_id") else fmt.DASH,
         fmt.timestamp(r.get("started_at")),
     ]
+
+
+def node_label(node_id: str | None, hostname: str | None) -> str:
+    """A cluster node as `wattlab cluster status` names it: hostname:first 8 of the Ray node id."""
+    return f"{hostname or '?'}:{(node_id or '')[:8]}"
 
 
 class HistoryScreen(LabScreen):
@@ -168,6 +184,9 @@ class HistoryScreen(LabScreen):
                 yield Select([], prompt="engine", id="filter-engine", compact=True)
                 yield Select([], prompt="model", id="filter-model", compact=True)
                 yield Select([], prompt="status", id="filter-status", compact=True)
+                node: Select[str] = Select([], prompt="node", id="filter-node", compact=True)
+                node.display = False  # shown once the database holds cluster runs
+                yield node
             yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
             yield Static("", id="history-status")
             yield DataTable(id="runs", cursor_type="cell", zebra_stripes=True)
@@ -240,7 +259,12 @@ class HistoryScreen(LabScreen):
         """Fill the runs table with the columns that fit its width (ids never cut, energy kept)."""
         table = self.query_one("#runs", DataTable)
         width = table.size.width or self.app.size.width
-        shown = fmt.fit_table(list(RUN_COLUMNS), self._cells, RUN_DROP_ORDER, width)
+        # lever columns only where a listed run has a lever: a column of dashes says nothing
+        unused = {k for k, src in LEVER_COLUMNS.items() if not any(r.get(src) for r in self._runs)}
+        kept = [i for i, (key, _) in enumerate(RUN_COLUMNS) if key not in unused]
+        kept_cells = [[row[i] for i in kept] for row in self._cells]
+        fitted = fmt.fit_table([RUN_COLUMNS[i] for i in kept], kept_cells, RUN_DROP_ORDER, width)
+        shown = [kept[j] for j in fitted]
         if shown == self._shown and not refit:
             return
         cursor = table.cursor_coordinate
@@ -266,13 +290,19 @@ class HistoryScreen(LabScreen):
             self.call_after_refresh(self._fill_sessions, self._sessions)
 
     def _fill_menus(self, result: dict[str, Any]) -> None:
-        menus = (tuple(result["engines"]), tuple(result["models"]), tuple(result["statuses"]))
+        nodes = tuple(result.get("nodes") or ())
+        menus = (tuple(result["engines"]), tuple(result["models"]), tuple(result["statuses"]), nodes)
         if menus == self._menus:
             return
         self._menus = menus
+        node_menu = self.query_one("#filter-node", Select)
+        node_menu.display = bool(nodes)
+        with node_menu.prevent(Select.Changed):
+            node_menu.set_options([("all", ALL)] + [(node_label(n, h), n) for n, h in nodes])
+            node_menu.value = self.flt.node_id if self.flt.node_id in {n for n, _ in nodes} else ALL
         for widget_id, values, current in zip(
             ("#filter-engine", "#filter-model", "#filter-status"),
-            menus,
+            menus[:3],
             (self.flt.engine, self.flt.model, self.flt.status),
             strict=True,
         ):
@@ -321,9 +351,12 @@ class HistoryScreen(LabScreen):
 
     @on(Select.Changed)
     def _menu_changed(self, event: Select.Changed) -> None:
-        column = {"filter-engine": "engine", "filter-model": "model", "filter-status": "status"}.get(
-            event.select.id or ""
-        )
+        column = {
+            "filter-engine": "engine",
+            "filter-model": "model",
+            "filter-status": "status",
+            "filter-node": "node_id",
+        }.get(event.select.id or "")
         if column:
             value = None if event.value in (ALL, Select.NULL) else str(event.value)
             self._set_filter(**{column: value})

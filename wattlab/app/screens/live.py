@@ -175,6 +175,7 @@ class LiveScreen(LabScreen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="live-poll")
     def _poll(self, target: Target | None, version: int, check_live: bool) -> None:
+        from wattlab.cluster.live import tail_for
         from wattlab.sessions.live import LiveTail
 
         snapshot, error, live_ids, started = None, None, None, True
@@ -184,7 +185,7 @@ class LiveScreen(LabScreen):
             if target is not None and target.kind in ("session", "monitor"):
                 if self._tail_key != (target.kind, target.key):
                     self._tail = (
-                        LiveTail.for_session(target.key)
+                        tail_for(target.key)  # a cluster sweep: one lane per node (cluster/live.py)
                         if target.kind == "session"
                         else LiveTail(monitor_file=Path(target.key))
                     )
