@@ -334,6 +334,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         # "!": the run's energy includes other work on its devices (sessions/locks.py); say whose.
         notes = [f"! {r['run_id']} overlapped: {r['overlap']}" for r in rows if r.get("overlap")]
         rows = [{**r, "energy_j": f"{fmt(r.get('energy_j'))} !"} if r.get("overlap") else r for r in rows]
+        # model levers, as columns only where a run of the session has one (never a column of dashes)
+        rows = [{**r, "spec": r.get("speculative")} for r in rows]
+        for column in ("spec", "transform"):
+            if any(r.get(column) for r in rows):
+                cols.insert(cols.index("quant") + 1, column)
+                drop = (*drop[:1], column, *drop[1:])  # left out early on a narrow terminal, after mode
     else:
         rows = queries.list_sessions(store)
         cols = [
@@ -422,6 +428,14 @@ def print_run(run: RunResult) -> None:
         how = ", ".join([figure_method(col, method_col, run), *(n for n in notes if n != "below idle")])
         t.add_row(label, Text(value), Text(how))
     console.print(t)
+    from wattlab.sessions.caps import throttle_lines
+
+    for line in throttle_lines(run):  # GPU caps and throttling, each line saying how it was obtained
+        console.print(Text(line))
+    from wattlab.sessions.speculation import speculation_lines
+
+    for line in speculation_lines(run):  # drafted / accepted tokens, tokens per step
+        console.print(Text(line))
     if run.energy:
         e = Table(
             "window",
@@ -568,6 +582,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 Text(item.get("fix") or ""),
             )
     console.print(t)
+    caps = report["gpu_caps"]  # power_limit_w / sm_clock_mhz / mem_clock_mhz need this
+    console.print(
+        Text(f"GPU caps: {'yes' if caps['allowed'] else 'no'}, {caps['detail']}")
+        + Text(f"\n  fix: {caps['fix']}" if caps["fix"] and not caps["allowed"] else "")
+    )
     for key in ("data_dir", "database", "carbon"):
         console.print(f"{key}: {escape(str(report[key]))}")
     return 0
@@ -601,7 +620,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         # has something to report, and say which.
         session = _newest_reportable_session(store)
         err_console.print(f"report for session {session} (newest with finished runs)", markup=False)
-    paths = write_report(store, session, Path(args.out), baseline=args.baseline)
+    from wattlab.cli_advise import slo_from_args
+
+    paths = write_report(
+        store, session, Path(args.out), baseline=args.baseline, families=args.family, slo=slo_from_args(args)
+    )
     for p in paths:
         print(p)
     return 0

@@ -45,6 +45,8 @@ RUN_SUMMARY_COLUMNS = [
     "started_at",
     "error",
     "overlap",  # why the run's energy includes other work, NULL when it ran alone
+    "transform",  # model levers (NULL: none); ls and History show them only when a run has one
+    "speculative",
 ]
 
 # What a figure means and how `show`/the console label it: (column, label, unit, method column).

@@ -54,6 +54,12 @@ SETTINGS = [
     "workload",
     "prompts_file",
     "options",
+    # model and GPU levers (schema v5): a lever within a bin, so a transformed run is its own config
+    "transform",
+    "speculative",
+    "power_limit_w",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
 ]
 FIGS = [
     "j_per_token",
@@ -89,7 +95,8 @@ class Config:
         mode = s["mode"]
         if mode == "online" and s.get("rate") is not None:
             mode = f"online@{s['rate']:g}/s" if isinstance(s["rate"], float) else f"online@{s['rate']}/s"
-        return f"{s['engine']} {s['model']}{q} bs{s['batch_size']} {mode}{extra}{_opts_suffix(s)}"
+        levers = _opts_suffix(s) + _lever_suffix(s)
+        return f"{s['engine']} {s['model']}{q} bs{s['batch_size']} {mode}{extra}{levers}"
 
     @property
     def levers(self) -> str:
@@ -100,7 +107,7 @@ class Config:
             parts.append(str(s["device"]))
         if s.get("decoding") and s.get("decoding") != "greedy":
             parts.append(str(s["decoding"]))
-        return " ".join(parts) + _opts_suffix(s)
+        return " ".join(parts) + _opts_suffix(s) + _lever_suffix(s)
 
     @property
     def run_ids(self) -> str:
@@ -114,6 +121,12 @@ class Config:
 def _opts_suffix(s: dict[str, Any]) -> str:
     opts = s.get("options") or {}
     return f" [{_opts(opts)}]" if opts else ""
+
+
+def _lever_suffix(s: dict[str, Any]) -> str:
+    """The model and GPU levers a configuration set, in their TOML spelling ("" when none)."""
+    names = ("transform", "speculative", "power_limit_w", "sm_clock_mhz", "mem_clock_mhz")
+    return "".join(f" {k}={s[k]}" for k in names if s.get(k) is not None)
 
 
 def _opts(opts: Any) -> str:
@@ -362,7 +375,15 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
-def write_report(store: Store, session: str | None, out_dir: Path, baseline: str | None = None) -> list[Path]:
+def write_report(
+    store: Store,
+    session: str | None,
+    out_dir: Path,
+    baseline: str | None = None,
+    families: list[str] | None = None,
+    slo: Any = None,
+) -> list[Path]:
+    """`families`: the user's own ladders, each "TEACHER,STUDENT,..." (wattlab report --family)."""
     session_id = (
         queries.resolve_id(store, "sessions", "session_id", session)
         if session
@@ -372,6 +393,9 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
         raise ConfigError(
             "there is no session to report on", fix="run `wattlab run` or `wattlab sweep` first"
         )
+    from wattlab.engines.families import local_family
+
+    local = [local_family(text, i) for i, text in enumerate(families or [], 1)]  # refused before reading
     configs, runs = load_configs(store, session_id)
     if not configs:
         raise ConfigError(
@@ -444,7 +468,8 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
             "p",
             "A workload bin is the work a run did: the model, the task (or the synthetic input/output "
             "token lengths), the mode and, for online runs, the arrival rate. Engine, variant (quant), "
-            "batch size, device, decoding and engine options are the choices compared within a bin; "
+            "batch size, device, decoding, engine options, model transform, speculative decoding and "
+            "GPU caps are the choices compared within a bin; "
             "J/token is never compared across bins. Each bin's baseline is the run given with "
             "--baseline, else transformers fp32 batch 1 (the seed study's baseline) when the bin has it, "
             "else the bin's highest-J/token configuration. Repeats of one configuration are averaged.",
@@ -453,6 +478,10 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
     if baseline_note:
         blocks.append(("p", baseline_note))
     blocks.append(("table", greenest_table(bins)))
+    from wattlab.analysis.advise import slo_blocks
+
+    with store.reader() as con:
+        blocks += slo_blocks(con, session_id, slo)  # `wattlab report --ttft-p90 ...`; none: no bounds
 
     images = []
     pairs = [("j_per_token", "e2e_p50_s")]
@@ -527,6 +556,10 @@ def write_report(store: Store, session: str | None, out_dir: Path, baseline: str
     blocks.append(("h2", "Recommendations"))
     blocks.append(("ul", recommendations(configs, bins, band, runs)))
     blocks += scaling_blocks(configs)
+    from wattlab.analysis.families import family_blocks, transform_blocks
+
+    blocks += family_blocks(configs, local)
+    blocks += transform_blocks(configs)
     blocks.append(("h2", "How the figures were obtained"))
     blocks.append(
         (

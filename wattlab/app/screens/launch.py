@@ -89,6 +89,7 @@ class LaunchScreen(LabScreen):
         )  # fmt: skip
         self.query_one("#launch-grid", DataTable).add_columns(*columns)
         self.call_later(self._show_options)
+        self._lever_menus()
         self._engines_known()
         self._load_variants()
         self._refresh_grid()
@@ -123,6 +124,7 @@ class LaunchScreen(LabScreen):
 
     def on_probe_ready(self, _: Any) -> None:
         self._engines_known()
+        self._lever_menus()
 
     def on_screen_resume(self) -> None:
         self._engines_known()
@@ -198,6 +200,37 @@ class LaunchScreen(LabScreen):
                 raw[widget.id.removeprefix(form.OPTION_ID)] = "" if value is Select.NULL else str(value)
         return raw
 
+    # --- model and GPU levers ---------------------------------------------------------------------
+    def _gpu(self) -> bool:
+        """Whether the run lands on a GPU: Device cuda, or auto on a box whose probe found a GPU meter."""
+        device = str(self.query_one("#device", Select).value)
+        probe = self.lab.probe
+        gpu_meter = probe is not None and bool({"nvml", "amdsmi", "jetson"} & set(probe.meters))
+        return device == "cuda" or (device == "auto" and gpu_meter)
+
+    @on(Select.Changed, "#engine, #model, #device")
+    @on(Input.Blurred, "#custom_model")
+    def _lever_menus(self) -> None:
+        """Transform and Speculative offer what the engine runs (on this device, for this model's
+        family); the GPU caps are enabled only for a GPU run."""
+        engine, device, gpu = self._engine(), str(self.query_one("#device", Select).value), self._gpu()
+        menus = (
+            ("#transform", form.transform_choices(engine, gpu, self._model())),
+            ("#speculative", form.speculative_choices(engine, self._model(), device)),
+        )
+        for wid, choices in menus:
+            select = self.query_one(wid, Select)
+            value = select.value
+            select.set_options(choices)
+            select.value = value if value in [v for _, v in choices] else ""
+        placeholders = {f.id: f.placeholder for f in form.FIELDS}
+        for key in form.CAP_FIELDS:
+            widget = self.query_one(f"#{key}", Input)
+            widget.disabled = not gpu
+            widget.tooltip = None if gpu else form.CAP_HINT
+            widget.placeholder = placeholders[key] if gpu else form.CAP_OFF
+        self._show_hint()
+
     @on(Select.Changed, "#workload")
     def _workload_changed(self, event: Select.Changed) -> None:
         task = str(event.value).startswith(form.TASK_PREFIX)
@@ -245,6 +278,8 @@ class LaunchScreen(LabScreen):
         if choice is not None and choice.installed is False:
             fix = f" — {fmt.esc(choice.fix)}" if choice.fix else ""
             parts.append(f"[yellow]{engine} is not installed[/]{fix}")
+        if not self._gpu() and any(self.query_one(f"#{k}", Input).value.strip() for k in form.CAP_FIELDS):
+            parts.append(f"[yellow]{form.CAP_HINT}[/] (the caps typed are not used)")
         if self.lab.probe is not None and self.lab.probe.estimated_only:
             parts.append("[bold yellow]this box has no power meter: energy will be ESTIMATED[/]")
         self.query_one("#launch-hint", Static).update("\n".join(parts))
@@ -255,6 +290,8 @@ class LaunchScreen(LabScreen):
         for field in form.FIELDS:
             widget = self.query_one(f"#{field.id}")
             value = widget.value if isinstance(widget, Input | Select) else ""
+            if widget.disabled and field.id in form.CAP_FIELDS:
+                value = ""  # a GPU cap greyed out for a CPU run is not part of it
             raw[field.id] = "" if value is Select.NULL else str(value)
         return raw
 
@@ -303,7 +340,7 @@ class LaunchScreen(LabScreen):
             )
             mode = spec.mode + (f" {spec.rate:g}/s" if spec.rate else "")
             cells = (spec.engine, fmt.short_model(spec.model, 24), spec.quant or "default", spec.device, what)
-            opts = " ".join(f"{k}={v}" for k, v in spec.options.items())
+            opts = " ".join([*_lever_words(spec), *(f"{k}={v}" for k, v in spec.options.items())])
             grid.add_row(
                 str(i),
                 *map(fmt.esc, cells),
@@ -454,3 +491,13 @@ def _file_type_first(engine: str) -> bool:
 
     spec = registry().get(engine)
     return spec is not None and spec.model_kind == "gguf"
+
+
+def _lever_words(spec: Any) -> list[str]:
+    """A run's model and GPU levers for the grid's options column: "transform=prune:layers:2"."""
+    words = []
+    for key in ("transform", "speculative", *form.CAP_FIELDS):
+        value = getattr(spec, key, None)
+        if value is not None:
+            words.append(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}")
+    return words

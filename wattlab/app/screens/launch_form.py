@@ -41,6 +41,15 @@ FIELDS: tuple[Field, ...] = (
     Field("rate", "Rate (req/s)", "input", "", "all at once"),
     Field("decoding", "Decoding", "select", "greedy"),
     Field("temperature", "Temperature", "input", "1.0"),
+    # model and GPU levers (RunSpec.transform ... mem_clock_mhz); menus follow engine, model, device.
+    # Each menu with its free text beside it (two fields a row on a narrow screen).
+    Field("transform", "Transform", "select", ""),
+    Field("transform_text", "Other transform", "input", "", "e.g. none,prune:mlp:0.5"),
+    Field("speculative", "Speculative", "select", ""),
+    Field("speculative_text", "Other specul.", "input", "", "e.g. ngram:2,ngram:8"),
+    Field("power_limit_w", "Power limit W", "input", "", "GPU cap, e.g. 200,300"),
+    Field("sm_clock_mhz", "SM clock MHz", "input", "", "GPU lock, e.g. 1410"),
+    Field("mem_clock_mhz", "Mem clock MHz", "input", "", "GPU lock, e.g. 2619"),
     Field("repeats", "Repeats", "input", "1"),
     Field("name", "Session name", "input", "", "optional"),
     Field("idle_s", "Idle baseline s", "input", "3"),
@@ -152,7 +161,147 @@ def build(raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[Any]], Se
     if fixed["decoding"] == "beam":
         fixed["num_beams"] = 4
     fixed["repeats"] = parse_int("Repeats", raw.get("repeats", "1") or "1")
+    lever_fixed, lever_axes = parse_levers(raw)
+    fixed.update(lever_fixed)
+    axes.update(lever_axes)
     return fixed, axes, session_settings(raw)
+
+
+# --- model and GPU levers (grammar: engines/levers.py; what an engine runs: its spec) --------------
+NONE = "none"  # in a lever's free text: the run without it (so one Add sweeps "none,prune:layers:2")
+CAP_FIELDS = ("power_limit_w", "sm_clock_mhz", "mem_clock_mhz")
+CAP_HINT = "GPU caps (power limit, clocks) apply to a GPU run: set Device to cuda"
+CAP_OFF = "GPU only: Device cuda"  # a greyed-out cap's placeholder
+TRANSFORMS = ("prune:magnitude:0.5", "prune:layers:2", "prune:mlp:0.25", "lora:16", "lora:16:merged")
+GPU_TRANSFORMS = ("prune:2:4",)  # semi-structured sparsity runs on Ampere+ GPUs only
+NGRAM_DRAFTS = (2, 4, 8)
+DRAFT_TOKENS = 4
+
+
+def transform_choices(engine: str, gpu: bool, model: str = "") -> list[tuple[str, str]]:
+    """The Transform menu for `engine`: (label, value), "" first meaning none. Engines that load
+    weights (Hugging Face checkpoints, GGUF files) can be given a transformed model; a served or
+    hidden test engine cannot. vLLM adds multi-LoRA serving. A random-weight model is made at load,
+    so only unmerged LoRA adapters apply to it (the preflight says why the rest do not)."""
+    from wattlab.engines import registry
+
+    spec = registry().get(engine)
+    if spec is None or spec.model_kind not in ("hf", "gguf"):
+        return [("none (engine serves a fixed model)", "")]
+    if model.startswith("random:"):
+        return [("none", ""), ("lora:16", "lora:16")]
+    values = list(TRANSFORMS) + (list(GPU_TRANSFORMS) if gpu else [])
+    if engine == "vllm":
+        values.append("lora:16:x4")
+    return [("none", ""), *((v, v) for v in values)]
+
+
+def _spec_methods(engine: str) -> list[Any]:
+    """The engine's speculative-decoding methods from its spec; before specs declared them, ngram on
+    the engines that load weights (the preflight is the judge)."""
+    from wattlab.engines import registry
+
+    spec = registry().get(engine)
+    if spec is None:
+        return []
+    if hasattr(spec, "speculation"):
+        return list(spec.speculation)
+    return [_Ngram()] if spec.model_kind in ("hf", "gguf") else []
+
+
+@dataclass(frozen=True)
+class _Ngram:
+    method: str = "ngram"
+    devices: tuple[str, ...] = ("cpu", "gpu")
+
+
+def speculative_choices(engine: str, model: str, device: str) -> list[tuple[str, str]]:
+    """The Speculative menu: prompt lookup at a few draft lengths, and a draft model where the engine
+    runs one: the smallest member of the model's family (same vocabulary, engines/families.py)."""
+    from wattlab.engines.families import member_name, member_of
+
+    where = {"cpu": "cpu", "cuda": "gpu"}.get(device)
+    choices = [("none", "")]
+    for method in _spec_methods(engine):
+        if where is not None and where not in method.devices:
+            continue
+        if method.method == "ngram":
+            choices += [(f"ngram:{k} (prompt lookup)", f"ngram:{k}") for k in NGRAM_DRAFTS]
+        elif method.method == "draft":
+            found = member_of(model)
+            if found is not None and found[1] < len(found[0].members) - 1:
+                draft = member_name(found[0], len(found[0].members) - 1)
+                value = f"draft:{draft}:{DRAFT_TOKENS}"
+                choices.append((f"{value} (family's smallest)", value))
+    return choices
+
+
+def _lever_values(label: str, selected: str, text: str, parse: Any) -> list[str | None]:
+    """The values of a lever: the free text's comma list (NONE: unset) when typed, else the menu's."""
+    text = text.strip()
+    if not text:
+        return [selected or None]
+    values: list[str | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            raise ConfigError(f"{label}: {text!r} has an empty item", fix="separate values with commas")
+        value = None if part.lower() == NONE else part
+        if value is not None:
+            parse(value)  # the grammar's ConfigError names the value and the forms allowed
+        if value not in values:
+            values.append(value)
+    return values
+
+
+def _cap_values(label: str, text: str, kind: type) -> list[float | int]:
+    values: list[float | int] = []
+    for part in (p.strip() for p in text.replace(";", ",").split(",")):
+        try:
+            value = kind(part)
+        except ValueError:
+            whole = "a whole number of MHz" if kind is int else "a number of watts"
+            example = label_example_cap(label)
+            raise ConfigError(f"{label}: {part!r} is not {whole}", fix=f"e.g. {example}") from None
+        if value <= 0:
+            raise ConfigError(f"{label} must be above 0, got {part}", fix=f"e.g. {label_example_cap(label)}")
+        if value not in values:
+            values.append(value)
+    return values
+
+
+def label_example_cap(label: str) -> str:
+    return "200,300" if "W" in label else "1410"
+
+
+def parse_levers(raw: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(fixed levers, grid axes) from the Transform/Speculative menus, their free text (a comma list
+    is an axis; `none` is the run without) and the GPU caps (a comma list of caps is an axis)."""
+    from wattlab.engines.levers import parse_speculative, parse_transform
+
+    fixed: dict[str, Any] = {}
+    axes: dict[str, list[Any]] = {}
+    levers = (
+        ("transform", "Transform", parse_transform),
+        ("speculative", "Speculative", parse_speculative),
+    )
+    for key, label, parse in levers:
+        values = _lever_values(label, raw.get(key, ""), raw.get(key + "_text", ""), parse)
+        if len(values) > 1:
+            axes[key] = values
+        elif values[0] is not None:
+            fixed[key] = values[0]
+    caps = (("power_limit_w", "Power limit W", float), ("sm_clock_mhz", "SM clock MHz", int),
+            ("mem_clock_mhz", "Mem clock MHz", int))  # fmt: skip
+    for key, label, kind in caps:
+        text = raw.get(key, "").strip()
+        if not text:
+            continue
+        numbers = _cap_values(label, text, kind)
+        if len(numbers) > 1:
+            axes[key] = numbers
+        else:
+            fixed[key] = numbers[0]
+    return fixed, axes
 
 
 # --- engine options (the engine's spec decides which; engines/specs/<engine>.py) -------------------
@@ -293,6 +442,10 @@ def control(field: Field, catalog: Any) -> Any:
         value = catalog.default_model()
     elif field.id == "quant":
         options, value = [("reading…", "")], ""
+    elif field.id == "transform":
+        options, value = transform_choices(catalog.default_engine(), gpu=False), ""
+    elif field.id == "speculative":
+        options, value = [("none", "")], ""
     elif field.id == "workload":
         tasks = [(f"task: {t.name} ({t.metric})", TASK_PREFIX + t.name) for t in catalog.tasks()]
         options = [("synthetic (token-length bins)", SYNTHETIC), *tasks]
