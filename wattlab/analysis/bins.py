@@ -13,8 +13,8 @@ runs of one bin that differ only in levers are compared; runs of different bins 
 J/token across different models or token lengths measures different work.
 
 The baseline of a bin is, in order: the run given with `--baseline` when it falls in that bin; the
-seed study's baseline, transformers fp32 batch 1 (without engine options when there is a choice),
-when the bin has that run; else the bin's highest-J/token configuration (the worst measured, so
+seed study's baseline, transformers fp32 batch 1 with no lever pulled (without engine options when
+there is a choice), when the bin has that run; else the bin's highest-J/token configuration (the worst measured, so
 the saving reads as "what choosing well saves here").
 """
 
@@ -59,11 +59,14 @@ def _rate(r: Any) -> str:
 
 
 def is_seed_baseline(s: dict[str, Any]) -> bool:
-    """Transformers fp32 batch 1: the seed study's baseline."""
+    """Transformers fp32 batch 1 with no lever pulled (no transform, speculation or GPU cap): the seed
+    study's baseline."""
+    levers = ("transform", "speculative", "power_limit_w", "sm_clock_mhz", "mem_clock_mhz")
     return (
         s.get("engine") == "transformers"
         and str(s.get("quant") or "").lower() in ("fp32", "float32")
         and s.get("batch_size") == 1
+        and not any(s.get(lever) for lever in levers)
     )
 
 
