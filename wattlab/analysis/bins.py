@@ -14,8 +14,8 @@ J/token across different models or token lengths measures different work.
 
 The baseline of a bin is, in order: the run given with `--baseline` when it falls in that bin; the
 seed study's baseline, transformers fp32 batch 1 with no lever pulled (without engine options when
-there is a choice), when the bin has that run; else the bin's highest-J/token configuration (the worst measured, so
-the saving reads as "what choosing well saves here").
+there is a choice), when the bin has that run; else the bin's highest-J/token configuration (the
+worst measured, so the saving reads as "what choosing well saves here").
 """
 
 from __future__ import annotations

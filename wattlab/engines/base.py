@@ -230,6 +230,11 @@ class Engine(ABC):
         """Peak accelerator (or process) memory since load, in MiB, where the engine can tell."""
         return None
 
+    def speculation_stats(self) -> dict[str, int] | None:
+        """Speculative decoding in the last generate call: draft_tokens, accepted_tokens,
+        target_steps, emitted_tokens (sessions/speculation.py defines them); None without it."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -256,6 +261,7 @@ class EngineConfig:
     max_batch: int = 1
     max_tokens: int = 2048
     options: dict[str, Any] = field(default_factory=dict)
+    speculative: str | None = None  # RunSpec.speculative (engines/levers.py), set when the engine loads
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,12 @@ tokens come from llama.cpp sampler chains (top-k -> top-p -> temperature -> seed
 per request. `min_new_tokens` is forced by banning every end-of-generation token until that many
 tokens exist (greedy: -inf logits; sampling: a logit-bias sampler). Output ids exclude the EOS that
 ended a request.
+
+Speculation (`ngram:K`, greedy only): wattlab's own prompt lookup (engines/prompt_lookup.py). A
+decoding sequence puts its next token and up to K drafted tokens into the same step, each asking
+for logits; the greedy token of each row is compared with the next draft, the matching prefix and
+the target's own token after it are kept, and the KV cells of the rejected drafts are dropped
+(llama_memory_seq_rm). The output is the greedy output token for token; only the steps change.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import heapq
 import importlib.metadata
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp as lc
@@ -34,7 +40,9 @@ import numpy as np
 from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, EngineConfig, Progress, Request, ServingEngine
 from wattlab.engines.gguf_meta import read_metadata
+from wattlab.engines.levers import parse_speculative
 from wattlab.engines.llamacpp_log import clear_log, quiet_llama_logs, recent_log
+from wattlab.engines.prompt_lookup import PromptLookup
 from wattlab.engines.specs import llamacpp as _spec
 from wattlab.errors import ConfigError, EngineError, ModelError, OutOfMemory
 
@@ -55,6 +63,8 @@ class _Slot:
     pending_token: int | None = None  # sampled, not yet decoded
     n_past: int = 0
     generated: int = 0
+    lookup: PromptLookup | None = None  # prompt + output tokens, for drafting (speculation only)
+    drafts: list[int] = field(default_factory=list)  # drafted tokens in this step's batch
 
 
 class LlamaCppEngine(ServingEngine):
@@ -75,6 +85,9 @@ class LlamaCppEngine(ServingEngine):
         self._main_gpu = 0
         self._peak_rss = 0.0
         self.num_parameters: int | None = None
+        # ngram:K -> K draft tokens per step (0: no speculation); counts of the last generate call
+        self._draft_k = 0
+        self._spec_stats: dict[str, int] | None = None
 
     @classmethod
     def version(cls) -> str:
@@ -109,7 +122,16 @@ class LlamaCppEngine(ServingEngine):
 
         n_seq = self.config.max_batch
         threads = int(opts.get("n_threads") or len(os.sched_getaffinity(0)))
-        self._batch_capacity = max(int(opts.get("n_batch", 512)), n_seq)
+        if self.config.speculative:
+            lever = parse_speculative(self.config.speculative)
+            if lever.method != "ngram":  # the preflight refuses it first (specs/llamacpp.py)
+                self.close()
+                raise ConfigError(
+                    f"llama.cpp has no {lever.method} speculation", fix="use speculative = 'ngram:K'"
+                )
+            self._draft_k = lever.k
+        # every decoding sequence may bring its token and K drafts to one step
+        self._batch_capacity = max(int(opts.get("n_batch", 512)), n_seq * (1 + self._draft_k))
         cparams = lc.llama_context_default_params()
         cparams.n_ctx = n_seq * self.config.max_tokens
         cparams.n_batch = self._batch_capacity
@@ -147,8 +169,33 @@ class LlamaCppEngine(ServingEngine):
                     fix="lower --batch-size or the token lengths, or n_gpu_layers",
                 )
             raise EngineError(f"llama.cpp could not create a context: {reason}", fix=_common.OOM_FIX)
+        if opts.get("lora_adapters"):  # transform lora:R unmerged (engines/transforms_gguf.py)
+            self._attach_lora(list(opts["lora_adapters"]))
         self._batch = lc.llama_batch_init(self._batch_capacity, 0, 1)
         self._peak_rss = _common.peak_rss_mib()
+
+    def _attach_lora(self, paths: list[str]) -> None:
+        """Load the GGUF LoRA adapter and apply it to the context at scale 1 (llama.cpp then scales
+        B A by the file's alpha / rank, written to match PEFT's). llama.cpp frees it with the model."""
+        if len(paths) != 1:
+            self.close()
+            raise ConfigError(
+                f"llama.cpp serves one LoRA adapter per run here, {len(paths)} were given",
+                fix="use lora:R (one adapter) on llamacpp; lora:R:xN runs on vllm",
+            )
+        clear_log()
+        adapter = lc.llama_adapter_lora_init(self._model, paths[0].encode())
+        status = -1
+        if adapter:
+            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
+            status = lc.llama_set_adapters_lora(self._ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+        if status != 0:
+            reason = recent_log() or "no reason given"
+            self.close()
+            raise ModelError(
+                f"llama.cpp could not apply the LoRA adapter {paths[0]}: {reason}",
+                fix="delete that adapter file so it is written again for this base model",
+            )
 
     def _gpu_layer_count(self, requested: int | None) -> int:
         device = self.config.device
@@ -260,6 +307,16 @@ class LlamaCppEngine(ServingEngine):
         active: dict[int, _Slot] = {}
         n_ctx_seq = lc.llama_n_ctx_seq(self._ctx)
         lc.llama_memory_clear(lc.llama_get_memory(self._ctx), True)
+        if self._draft_k and decoding.strategy != "greedy":  # the preflight refuses it first
+            raise ConfigError(
+                "llama.cpp speculation verifies drafts against the greedy token only",
+                fix="use decoding = 'greedy', or drop speculative",
+            )
+        self._spec_stats = (
+            dict.fromkeys(("draft_tokens", "accepted_tokens", "target_steps", "emitted_tokens"), 0)
+            if self._draft_k
+            else None
+        )
         try:
             while waiting or active:
                 self._admit(requests, decoding, done, waiting, free_seqs, active, online, n_ctx_seq)
@@ -276,7 +333,10 @@ class LlamaCppEngine(ServingEngine):
                 if status != 0:
                     self._decode_failed(status, active, done, free_seqs)
                     continue
-                new_tokens = self._sample(outputs, done, active, free_seqs)
+                if self._draft_k:
+                    new_tokens = self._verify(outputs, done, active, free_seqs)
+                else:
+                    new_tokens = self._sample(outputs, done, active, free_seqs)
                 if progress and new_tokens:
                     progress(new_tokens)
         finally:
@@ -309,6 +369,8 @@ class LlamaCppEngine(ServingEngine):
             seq = heapq.heappop(free_seqs)
             if decoding.strategy == "greedy":  # argmax in numpy over all rows at once (_sample)
                 active[seq] = _Slot(seq, i, request, None, None)
+                if self._draft_k:
+                    active[seq].lookup = PromptLookup(request.prompt_ids)
             else:
                 seed = _common.request_seed(decoding.seed, request.id)
                 ban = request.min_new_tokens > 0
@@ -325,7 +387,9 @@ class LlamaCppEngine(ServingEngine):
         n = 0
         outputs: list[tuple[int, _Slot]] = []
         slots = [active[seq] for seq in sorted(active)]
-        decoding = sum(slot.pending_token is not None for slot in slots)
+        for slot in slots:
+            slot.drafts = self._drafts(slot) if slot.pending_token is not None else []
+        decoding = sum(1 + len(slot.drafts) for slot in slots if slot.pending_token is not None)
         # Sequences already decoding wait for this step's prompt tokens: with any of them in the
         # batch, prompts get at most prefill_chunk tokens (llama.cpp server's chunked prefill).
         budget = self._batch_capacity - decoding
@@ -343,6 +407,9 @@ class LlamaCppEngine(ServingEngine):
                 slot.n_past += 1
                 slot.pending_token = None
                 n += 1
+                for j, token in enumerate(slot.drafts):  # verified in this same pass (_verify)
+                    self._add(n, token, slot.n_past + j, slot.seq, True)
+                    n += 1
                 continue
             prompt = slot.request.prompt_ids
             while slot.prompt_done < len(prompt) and budget > 0:
@@ -392,6 +459,90 @@ class LlamaCppEngine(ServingEngine):
             del active[slot.seq]
             heapq.heappush(free_seqs, slot.seq)
         return new_tokens
+
+    def _drafts(self, slot: _Slot) -> list[int]:
+        """Up to K tokens drafted by prompt lookup, never past the request's max_new_tokens (the
+        pending token and the target's own token after the drafts count too)."""
+        if slot.lookup is None:
+            return []
+        room = slot.request.max_new_tokens - slot.generated - 1
+        return slot.lookup.draft(min(self._draft_k, room))
+
+    def _verify(
+        self,
+        outputs: list[tuple[int, _Slot]],
+        done: list[Completion],
+        active: dict[int, _Slot],
+        free_seqs: list[int],
+    ) -> int:
+        """Greedy tokens of a speculative step: each sequence keeps its drafts up to the first one
+        the target model disagrees with, plus the target's own token there; the rejected drafts'
+        KV cells are removed. Returns the new output tokens."""
+        n_rows = sum(1 + len(slot.drafts) for _, slot in outputs)
+        logits = np.ctypeslib.as_array(lc.llama_get_logits(self._ctx), shape=(n_rows, self._n_vocab))
+        # row r of a sequence chooses its output token number generated + r: ban EOS below min_new_tokens
+        banned: list[int] = []
+        row = 0
+        for _, slot in outputs:
+            for r in range(1 + len(slot.drafts)):
+                if slot.generated + r < slot.request.min_new_tokens:
+                    banned.append(row + r)
+            row += 1 + len(slot.drafts)
+        if banned and len(self._eog_ids):
+            logits[np.ix_(banned, self._eog_ids)] = -np.inf
+        greedy = logits.argmax(axis=1).tolist()
+        t = time.monotonic_ns()
+        stats = self._spec_stats
+        assert stats is not None
+        memory = lc.llama_get_memory(self._ctx)
+        new_tokens = 0
+        row = 0
+        for _, slot in outputs:
+            drafts = slot.drafts
+            chosen = greedy[row : row + 1 + len(drafts)]
+            row += 1 + len(drafts)
+            matched = 0
+            while matched < len(drafts) and chosen[matched] == drafts[matched]:
+                matched += 1
+            emitted = chosen[: matched + 1]
+            completion = done[slot.index]
+            kept: list[int] = []
+            finished = False
+            for token in emitted:
+                slot.generated += 1
+                if token in self._eog:
+                    completion.finish_reason = "stop"
+                    finished = True
+                    break
+                kept.append(token)
+                if slot.generated >= slot.request.max_new_tokens:
+                    completion.finish_reason = "length"
+                    finished = True
+                    break
+            consumed = len(kept) + (1 if completion.finish_reason == "stop" and finished else 0)
+            stats["draft_tokens"] += len(drafts)
+            stats["accepted_tokens"] += min(matched, consumed)
+            stats["target_steps"] += 1
+            stats["emitted_tokens"] += consumed
+            completion.record_tokens(kept, t)
+            new_tokens += len(kept)
+            if finished:
+                completion.end_ns = t
+                self._release(slot)
+                del active[slot.seq]
+                heapq.heappush(free_seqs, slot.seq)
+                continue
+            # the accepted drafts' cells stay (they hold the right tokens); the rejected ones go
+            slot.n_past += matched
+            if matched < len(drafts):
+                lc.llama_memory_seq_rm(memory, slot.seq, slot.n_past, -1)
+            slot.pending_token = emitted[-1]
+            if slot.lookup is not None:
+                slot.lookup.extend(kept)
+        return new_tokens
+
+    def speculation_stats(self) -> dict[str, int] | None:
+        return dict(self._spec_stats) if self._spec_stats is not None else None
 
     def _greedy(self, outputs: list[tuple[int, _Slot]]) -> list[tuple[_Slot, int]]:
         """Greedy tokens of every output row at once: one numpy argmax over llama.cpp's logits

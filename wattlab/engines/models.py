@@ -15,9 +15,10 @@ Forms a model can take:
 
 Engine branches follow each engine's spec (engines/specs/): its model_kind (gguf, hf, served, fake),
 the variants it accepts, its default device. Variants: GGUF types for llama.cpp (the file's own type,
-or a requantized copy, cached), dtypes fp32 / bf16 / fp16 for transformers and vLLM. GGUF variants
-made from the bundled Q4_1 file inherit its rounding: size, speed and energy differences are real,
-quality differences reflect requantization only.
+or a requantized copy, cached), dtypes fp32 / bf16 / fp16 for transformers and vLLM, and weight-only
+int8wo / int4wo / bnb8 / nf4 for transformers where the device and packages allow (quantize.py).
+GGUF variants made from the bundled Q4_1 file inherit its rounding: size, speed and energy
+differences are real, quality differences reflect requantization only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from wattlab.engines.base import EngineConfig
 from wattlab.engines.chat import detect_style
 from wattlab.engines.derive import CONFIGS_DIR, ensure_gguf_variant, gguf_variant_path
 from wattlab.engines.gguf_meta import file_type, read_metadata
+from wattlab.engines.quantize import runnable, variant_problem
 from wattlab.engines.spec import DTYPE_VARIANTS, GGUF_VARIANTS
 from wattlab.engines.specs.fake import FAKE_VARIANT
 from wattlab.errors import ConfigError, ModelError
@@ -183,11 +185,21 @@ def _source(model: str, engine: str) -> _Source:
 # --- variants ------------------------------------------------------------------------------------
 
 
-def variants(model: str, engine: str) -> list[str]:
+def variants(model: str, engine: str, device: str = "auto") -> list[str]:
     """The quantizations / dtypes `engine` can run `model` in; the first is the default on CPU.
 
+    device: where it would run: "auto" (the engine's default device on this box), "cpu", "gpu" or
+    "cuda[:N]": variants that need a GPU or a package not installed are left out (quantize.py);
+    "any": every variant the engine declares for the model, whatever this box has.
     Cheap: reads at most a GGUF header, never loads or derives anything.
     """
+    declared = _declared_variants(model, engine)
+    if device == "any":
+        return declared
+    return runnable(engine, declared, default_device(engine) if device == "auto" else device)
+
+
+def _declared_variants(model: str, engine: str) -> list[str]:
     spec = spec_of(engine)
     source = _source(model, engine)
     if spec.model_kind == "gguf":
@@ -258,6 +270,7 @@ def resolve(
     max_tokens: int = 2048,
     options: dict[str, Any] | None = None,
     prepare: bool = True,
+    transform: str | None = None,
 ) -> EngineConfig:
     """What to load for `model` on `engine`, as an EngineConfig for the worker.
 
@@ -268,6 +281,8 @@ def resolve(
     options:    engine knobs, checked against engines/options.py.
     prepare:    derive missing files now (a de-quantized checkpoint ~20 s, a requantized GGUF a
                 few s; both cached). False leaves that to the engine's load().
+    transform:  RunSpec.transform (engines/levers.py): load the transformed checkpoint (or the base
+                plus a LoRA adapter) that engines/transforms.py derives once and caches.
     """
     spec = spec_of(engine)
     if max_batch < 1 or max_tokens < 2:
@@ -281,11 +296,13 @@ def resolve(
     elif not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise ConfigError(f"unknown device {device!r}", fix="use auto, cpu, cuda or cuda:N")
     source = _source(model, engine)
-    allowed = variants(model, engine)
+    allowed = variants(model, engine, device="any")
     if variant is None:
         gpu = spec.gpu_variant if device.startswith("cuda") else None
         variant = gpu if gpu in allowed else allowed[0]
     variant = _check_variant(variant, allowed, model, engine)
+    if (problem := variant_problem(engine, variant, device)) is not None:  # needs a GPU or a package
+        raise problem
     common: dict[str, Any] = {
         "max_batch": max_batch,
         "max_tokens": max_tokens,
@@ -293,6 +310,11 @@ def resolve(
         "variant": variant,
     }
 
+    if transform and spec.model_kind not in ("hf", "gguf"):
+        raise ConfigError(
+            f"the {engine} engine serves a model wattlab does not load, so it cannot apply {transform!r}",
+            fix="run transforms on transformers, vllm or llamacpp",
+        )
     if spec.model_kind == "served":
         opts.setdefault("base_url", "http://127.0.0.1:8000/v1")
         known = {m.name: m for m in list_models()}
@@ -305,9 +327,12 @@ def resolve(
         opts.setdefault("chat_template", spec.chat_template)
         return EngineConfig(engine, model, model, "fake", options=opts, **common)
 
-    if spec.model_kind == "gguf" and source.kind == "random":
+    if spec.model_kind == "gguf" and source.kind == "random" and not transform:
         assert source.arch is not None
         return _resolve_random_gguf(model, engine, source.arch, opts, prepare, common)
+
+    if spec.model_kind == "gguf" and transform:
+        return _resolve_gguf_transform(model, engine, source, transform, opts, prepare, common)
 
     if spec.model_kind == "gguf":
         origin, path = _gguf_for(source, variant, prepare)
@@ -316,7 +341,82 @@ def resolve(
             opts["derive_from"] = str(origin)
         return EngineConfig(engine, model, str(path), "gguf", options=opts, **common)
 
-    return _resolve_hf(model, engine, source, opts, prepare, common)
+    config = _resolve_hf(model, engine, source, opts, prepare, common)
+    return _with_transform(config, transform, prepare) if transform else config
+
+
+# llama.cpp runs a transform from a GGUF of the transformed checkpoint (engines/transforms_gguf.py);
+# the preflight refuses transforms on GGUF engines while this is False.
+GGUF_TRANSFORMS_READY = True
+
+
+def _resolve_gguf_transform(
+    model: str,
+    engine: str,
+    source: _Source,
+    transform: str,
+    opts: dict[str, Any],
+    prepare: bool,
+    common: dict[str, Any],
+) -> EngineConfig:
+    """Hook for llama.cpp transforms: the transformed GGUF (or base GGUF + GGUF LoRA adapter) that
+    engines/transforms_gguf.py makes from transforms.transformed_checkpoint / lora_adapter_dir."""
+    from wattlab.engines import transforms_gguf
+
+    if source.kind == "random":  # only an unmerged LoRA: an adapter on the random-weight GGUF
+        assert source.arch is not None
+        transforms_gguf.resolve_random_lora(model, source.arch, transform, opts, prepare)
+        return _resolve_random_gguf(model, engine, source.arch, opts, prepare, common)
+    origin = _gguf_for(source, common["variant"], False)[0]
+    opts.setdefault("chat_template", _template_of_gguf(origin))
+    path = transforms_gguf.resolve_paths(origin, transform, common["variant"], opts, prepare)
+    return EngineConfig(engine, model, str(path), "gguf", options=opts, **common)
+
+
+def _with_transform(config: EngineConfig, transform: str, prepare: bool) -> EngineConfig:
+    """`config` (a base checkpoint or random-weight dir) with `transform` applied: the transformed
+    checkpoint's directory, or for unmerged LoRA the base plus its adapter(s) in options
+    (lora_adapters). options.transform / transform_base let ensure_files build them later."""
+    import dataclasses
+
+    from wattlab.engines import transforms
+    from wattlab.engines.levers import parse_transform
+
+    parsed = parse_transform(transform)
+    base = Path(config.path)
+    opts = dict(config.options)
+    opts["transform"] = transforms.transform_text(parsed)
+    opts["transform_base"] = str(base)
+    if config.fmt == "random" and not (parsed.is_lora and not parsed.merged):
+        raise ConfigError(
+            f"{config.model} has random weights made at load, so there is nothing stored to apply "
+            f"{transform!r} to",
+            fix="use the bundled model or a checkpoint; lora:R (unmerged) runs on random: models",
+        )
+    ready = base.exists()
+    if parsed.is_lora and not parsed.merged:
+        if prepare and ready:
+            adapters = transforms.lora_adapter_dirs(base, parsed)
+        else:
+            adapters = transforms.lora_adapter_paths(base, parsed)
+        opts["lora_adapters"] = [str(a) for a in adapters]
+        opts.setdefault("derive_from", str(base))
+        return dataclasses.replace(config, options=opts)
+    if prepare and ready:
+        path = transforms.transformed_checkpoint(base, parsed)
+    else:
+        path = transforms.transformed_checkpoint_path(base, parsed)
+    opts.setdefault("derive_from", str(base))
+    # the tokenizer stays the base's (a transform never changes it)
+    return dataclasses.replace(config, path=str(path), options=opts)
+
+
+def files_ready(config: EngineConfig) -> bool:
+    """Whether every file `config` loads exists (the model, and a LoRA run's adapters)."""
+    adapters = config.options.get("lora_adapters")
+    if config.options.get("transform") and adapters is not None:
+        return bool(adapters) and all(Path(a).exists() for a in adapters) and Path(config.path).exists()
+    return Path(config.path).exists()
 
 
 def _gguf_for(source: _Source, variant: str, prepare: bool) -> tuple[Path, Path]:
@@ -496,14 +596,23 @@ def ensure_files(config: EngineConfig) -> None:
     from wattlab.engines import derive
 
     source = config.options.get("derive_from")
-    if not source or Path(config.path).exists():
+    if not source or files_ready(config):
         return
-    if config.fmt == "gguf" and source.startswith(RANDOM_PREFIX):
+    if config.fmt == "gguf" and config.options.get("transform"):
+        from wattlab.engines.transforms_gguf import ensure_for_config
+
+        ensure_for_config(config)
+    elif config.fmt == "gguf" and source.startswith(RANDOM_PREFIX):
         derive.ensure_random_gguf(source[len(RANDOM_PREFIX) :], config.variant, _random_tokenizer_gguf())
     elif config.fmt == "gguf":
         derive.ensure_gguf_variant(Path(source), config.variant)
-    elif config.fmt == "hf":
-        derive.ensure_hf_checkpoint(Path(source))
+    elif config.fmt in ("hf", "random"):
+        if Path(source).is_file():  # a GGUF: the base checkpoint is de-quantized from it first
+            derive.ensure_hf_checkpoint(Path(source))
+        if config.options.get("transform"):
+            from wattlab.engines.transforms import ensure_transformed
+
+            ensure_transformed(config)
 
 
 __all__ = [
@@ -515,6 +624,7 @@ __all__ = [
     "bundled_gguf",
     "default_device",
     "ensure_files",
+    "files_ready",
     "hf_engines",
     "list_models",
     "model_forms_hint",

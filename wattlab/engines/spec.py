@@ -103,6 +103,35 @@ COMMON_OPTIONS = (
 )
 
 
+SPEC_METHODS = ("ngram", "draft")  # the methods of RunSpec.speculative (engines/levers.py)
+
+
+@dataclass(frozen=True, slots=True)
+class SpecMethod:
+    """One speculative-decoding method an engine runs (RunSpec.speculative); the preflight
+    (sessions/speculation.py) refuses a run outside these limits, saying `why`.
+
+    method:    "ngram" (prompt lookup: drafts copied from the sequence itself) or "draft" (a draft
+               model of the same vocabulary proposes the tokens)
+    max_batch: the largest batch_size / max_concurrency it runs with (None: any)
+    decodings: the decoding strategies it runs with
+    devices:   where it runs, a subset of OPTION_DEVICES
+    why:       the reason for the limits, as the refusal states it
+    """
+
+    method: str
+    max_batch: int | None = None
+    decodings: tuple[str, ...] = ("greedy",)
+    devices: tuple[str, ...] = OPTION_DEVICES
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.method not in SPEC_METHODS:
+            raise ValueError(f"speculation method {self.method!r} is not one of {SPEC_METHODS}")
+        if not set(self.devices) <= set(OPTION_DEVICES) or not self.devices:
+            raise ValueError(f"speculation {self.method}: devices must be a subset of {OPTION_DEVICES}")
+
+
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
     """Everything wattlab knows about an engine without importing it.
@@ -121,6 +150,10 @@ class EngineSpec:
     model_kind:     what it loads: "gguf" files, "hf" checkpoints, a "served" model over HTTP, or
                     nothing ("fake": any model name).
     variants:       the variants it accepts (for "gguf": the file's own type comes first).
+    gpu_only_variants: (variant, why) pairs: variants that run only on a CUDA GPU, and the reason
+                    (menus leave them out elsewhere; the preflight refuses them with the reason).
+    variant_needs:  (variant, module) pairs: variants that need a module importable beyond the
+                    engine's own (bitsandbytes, torchao); engines/quantize.py checks both.
     gpu_variant:    the default variant on a CUDA device (None: the first of `variants`).
     default_device: "auto" (the engine decides), "cpu", or "gpu" (cuda where NVML sees a GPU, else cpu).
     cpu_builds:     distributions that are CPU-only builds: when installed, the default device is cpu.
@@ -128,6 +161,7 @@ class EngineSpec:
     chat_template:  the template used when the model does not tell (served / fake models).
     order:          place in plots and legends (the menus follow the registry's order).
     guess_tok_s:    output tokens/s of one stream, for the Launch ETA before any run was measured.
+    speculation:    the speculative-decoding methods it runs, with their limits (empty: none).
     """
 
     name: str
@@ -142,6 +176,8 @@ class EngineSpec:
     options: tuple[Option, ...] = ()
     model_kind: str = "hf"
     variants: tuple[str, ...] = DTYPE_VARIANTS
+    gpu_only_variants: tuple[tuple[str, str], ...] = ()
+    variant_needs: tuple[tuple[str, str], ...] = ()
     gpu_variant: str | None = None
     default_device: str = "gpu"
     cpu_builds: tuple[str, ...] = ()
@@ -149,6 +185,7 @@ class EngineSpec:
     chat_template: str = "chatml"
     order: int = 99
     guess_tok_s: float = 20.0
+    speculation: tuple[SpecMethod, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.abilities) - set(ABILITIES)
@@ -160,6 +197,9 @@ class EngineSpec:
             raise ValueError(f"engine {self.name}: default_device must be one of {DEVICES}")
         if not self.variants:
             raise ValueError(f"engine {self.name}: no variants")
+        declared = {v for v, _ in (*self.gpu_only_variants, *self.variant_needs)}
+        if not declared <= set(self.variants):
+            raise ValueError(f"engine {self.name}: {sorted(declared - set(self.variants))} are not variants")
 
     @property
     def all_options(self) -> tuple[Option, ...]:
@@ -177,6 +217,8 @@ __all__ = [
     "DTYPE_VARIANTS",
     "GGUF_VARIANTS",
     "OPTION_DEVICES",
+    "SPEC_METHODS",
     "EngineSpec",
     "Option",
+    "SpecMethod",
 ]

@@ -9,10 +9,19 @@ Per-request lengths in one static batch: a logits processor bans EOS for a row u
 `min_new_tokens`; a stopping criterion ends a row at its own `max_new_tokens`. The batch still runs
 until its longest row ends, as static batching does. Outputs are cut at the EOS that ended them.
 Online mode is a FIFO: each batch takes whatever has arrived, up to max_concurrency.
+
+Speculation (RunSpec.speculative) is transformers' assisted generation, batch 1 only: `ngram:K` sets
+prompt_lookup_num_tokens=K (n-grams of 1..3 tokens, as on llama.cpp and vLLM), `draft:MODEL:K` an
+assistant_model drafting exactly K tokens a step. transformers reports no acceptance, so it is
+counted: a forward pre-hook on the target model sees each verification pass and its input length
+(the first pass takes the prompt plus its drafts, each later one the last token plus its drafts), so
+drafted = sum(input lengths) - prompt - (passes - 1); each pass keeps its accepted drafts plus one
+token of its own, so accepted = generated - passes.
 """
 
 from __future__ import annotations
 
+import bisect
 import importlib.metadata
 import time
 from typing import Any, cast
@@ -30,11 +39,13 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from wattlab.engines import _common
+from wattlab.engines import _common, quantize
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
 from wattlab.engines.bytetok import ByteTokenizer
+from wattlab.engines.levers import Speculation, parse_speculative
+from wattlab.engines.prompt_lookup import NGRAM_MAX
 from wattlab.engines.specs import transformers as _spec
-from wattlab.errors import EngineError, ModelError
+from wattlab.errors import ConfigError, EngineError, ModelError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -82,10 +93,18 @@ class _StepClock(StoppingCriteria):
         self.progress = progress
         self.alive = [True] * len(maxes)
         self.step_ns: list[int] = []
+        self.step_generated: list[int] = []  # tokens generated after each step (speculation: several a step)
+
+    def token_time(self, k: int) -> int:
+        """When output token k (0-based) appeared: the first step that had generated it."""
+        step = bisect.bisect_right(self.step_generated, k)
+        return self.step_ns[min(step, len(self.step_ns) - 1)]
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         newest = input_ids[:, -1].tolist()  # waits for the device: the tokens exist now
         self.step_ns.append(time.monotonic_ns())
+        before = self.step_generated[-1] if self.step_generated else 0
+        self.step_generated.append(input_ids.shape[1] - self.prompt_len)
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if not self.per_row:
             return cast(torch.BoolTensor, done)
@@ -102,7 +121,7 @@ class _StepClock(StoppingCriteria):
                 self.alive[row] = False
                 done[row] = True
         if self.progress and live:
-            self.progress(live)
+            self.progress(live * max(1, generated - before))
         return cast(torch.BoolTensor, done)
 
 
@@ -120,6 +139,10 @@ class TransformersEngine(Engine):
         self._static = False
         self._compile = False
         self.num_parameters: int | None = None
+        self._spec: Speculation | None = None
+        self._assistant: Any = None  # the draft model of draft:MODEL:K
+        self._pass_lengths: list[int] = []  # input length of each target forward (speculation only)
+        self._spec_stats: dict[str, int] | None = None
 
     @classmethod
     def version(cls) -> str:
@@ -144,10 +167,10 @@ class TransformersEngine(Engine):
 
         ensure_files(self.config)
         transformers.utils.logging.disable_progress_bar()  # no per-shard bars in the worker's log
-        if self.config.variant not in DTYPES:
+        if self.config.variant not in DTYPES and not quantize.is_quantized(self.config.variant):
             raise EngineError(
                 f"transformers cannot run variant {self.config.variant!r}",
-                fix=f"use one of: {', '.join(DTYPES)}",
+                fix=f"use one of: {', '.join((*DTYPES, *quantize.QUANTIZED))}",
             )
         if "n_threads" in self.config.options:
             torch.set_num_threads(int(self.config.options["n_threads"]))
@@ -159,7 +182,7 @@ class TransformersEngine(Engine):
             torch.cuda.init()
             torch.cuda.reset_peak_memory_stats(self.device)
         self.tokenizer = self._load_tokenizer()
-        dtype = DTYPES[self.config.variant]
+        dtype = DTYPES[quantize.base_dtype(self.config.variant, self.device.type)]  # int8wo etc. start here
         extra = {}
         if "attn_implementation" in self.config.options:
             extra["attn_implementation"] = self.config.options["attn_implementation"]
@@ -180,6 +203,8 @@ class TransformersEngine(Engine):
                 fix="check that the directory is a complete checkpoint (config.json + weights)",
             ) from exc
         self.model.eval()
+        quantize.apply(self.model, self.config.variant, self.device)  # weight-only variants (int8wo, nf4...)
+        self._apply_transform()
         opts = self.config.options
         self._static = opts.get("cache_implementation") == "static"
         self._compile = bool(opts.get("torch_compile", False))
@@ -187,12 +212,91 @@ class TransformersEngine(Engine):
             # Dynamic cache: compile the whole forward with dynamic shapes (prefill and decode alike).
             # With a static cache, transformers compiles the decode step itself (_generation_config).
             self.model.forward = torch.compile(self.model.forward, dynamic=True)
-        self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        self.num_parameters = quantize.parameter_count(self.model)  # packed 4-bit weights count unpacked
         eos = getattr(self.tokenizer, "eos_token_id", None)
         self._eos = (int(eos),) if eos is not None else ()
         pad = getattr(self.tokenizer, "pad_token_id", None)
         self._pad = int(pad) if pad is not None else (self._eos[0] if self._eos else 0)
+        if self.config.speculative:
+            self._setup_speculation(parse_speculative(self.config.speculative), dtype)
         self._peak_rss = _common.peak_rss_mib()
+
+    def _setup_speculation(self, lever: Speculation, dtype: torch.dtype) -> None:
+        """Count the target's verification passes; load the draft model of draft:MODEL:K."""
+        self._spec = lever
+
+        def count_pass(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if ids is None:
+                ids = kwargs["inputs_embeds"]
+            self._pass_lengths.append(int(ids.shape[1]))
+
+        self.model.register_forward_pre_hook(count_pass, with_kwargs=True)
+        if lever.method != "draft":
+            return
+        from wattlab.engines.models import resolve
+
+        assert lever.draft_model is not None
+        draft = resolve(
+            lever.draft_model,
+            "transformers",
+            self.config.variant,
+            self.config.device,
+            max_batch=1,
+            max_tokens=self.config.max_tokens,
+        )
+        try:
+            if draft.fmt == "random":
+                with torch.device(self.device):
+                    self._assistant = AutoModelForCausalLM.from_config(
+                        AutoConfig.from_pretrained(draft.path), dtype=dtype
+                    )
+            else:
+                self._assistant = AutoModelForCausalLM.from_pretrained(
+                    draft.path, dtype=dtype, device_map={"": self.device}
+                )
+        except Exception as exc:
+            raise ModelError(
+                f"transformers could not load the draft model {draft.path}: {type(exc).__name__}: {exc}",
+                fix="check the draft model, or use ngram:K",
+            ) from exc
+        self._assistant.eval()
+        ours, theirs = int(self.model.config.vocab_size), int(self._assistant.config.vocab_size)
+        if ours != theirs:  # the preflight refuses it first (sessions/speculation.py)
+            raise ConfigError(
+                f"the draft model {lever.draft_model} has {theirs} vocabulary ids, the target {ours}",
+                fix="use a draft model of the target's vocabulary, or ngram:K",
+            )
+        # Exactly K drafts a step: no growing/shrinking schedule, no early stop on low confidence.
+        gen = self._assistant.generation_config
+        gen.num_assistant_tokens = lever.k
+        gen.num_assistant_tokens_schedule = "constant"
+        gen.assistant_confidence_threshold = 0.0
+
+    def _apply_transform(self) -> None:
+        """Load-time parts of a transform (engines/transforms.py): an unmerged LoRA adapter is
+        attached (its low-rank path runs beside every projection), a 2:4-pruned checkpoint's weights
+        become semi-structured sparse tensors (CUDA sm80+ only, as the preflight checks)."""
+        opts = self.config.options
+        if not opts.get("transform"):
+            return
+        import sys
+        from pathlib import Path
+
+        from wattlab.engines import transforms
+
+        adapters = opts.get("lora_adapters")
+        if adapters:
+            self.model = transforms.attach_lora(self.model, Path(adapters[0]))
+            self.model.eval()
+        if opts["transform"] == "prune:2:4":
+            if self.device.type != "cuda":
+                raise EngineError(
+                    "prune:2:4 needs semi-structured sparse kernels, which run on CUDA GPUs only",
+                    fix="run it with --device cuda on an Ampere-or-later GPU",
+                )
+            converted, dense = transforms.apply_semi_structured(self.model)
+            print(f"[transformers] 2:4: {converted} weights sparse, {dense} left dense", file=sys.stderr)
 
     def _load_tokenizer(self) -> Any:
         source = self.config.options.get("tokenizer", self.config.path)
@@ -222,6 +326,7 @@ class TransformersEngine(Engine):
         self, requests: list[Request], decoding: Decoding, batch_size: int, progress: Progress | None = None
     ) -> list[Completion]:
         self._check(decoding, batch_size, "batch_size")
+        self._start_stats(batch_size)
         done = _common.new_completions(requests, time.monotonic_ns(), online=False)
         for start in range(0, len(requests), batch_size):
             chunk = list(range(start, min(start + batch_size, len(requests))))
@@ -236,6 +341,7 @@ class TransformersEngine(Engine):
         progress: Progress | None = None,
     ) -> list[Completion]:
         self._check(decoding, max_concurrency, "max_concurrency")
+        self._start_stats(max_concurrency)
         done = _common.new_completions(requests, time.monotonic_ns(), online=True)
         order = sorted(range(len(requests)), key=lambda i: (done[i].arrival_ns, i))
         while order:
@@ -248,6 +354,21 @@ class TransformersEngine(Engine):
 
     def _check(self, decoding: Decoding, width: int, what: str) -> None:
         _common.check_ready(self, self.model is not None, decoding, width, what)
+
+    def _start_stats(self, width: int) -> None:
+        """Zero the speculation counts of this generate call (refusing what assisted generation
+        cannot do; the preflight refuses it first)."""
+        if self._spec is None:
+            return
+        if width > 1:
+            raise ConfigError(
+                "transformers' assisted generation runs one sequence at a time", fix="use batch_size = 1"
+            )
+        names = ("draft_tokens", "accepted_tokens", "target_steps", "emitted_tokens")
+        self._spec_stats = dict.fromkeys(names, 0)
+
+    def speculation_stats(self) -> dict[str, int] | None:
+        return dict(self._spec_stats) if self._spec_stats is not None else None
 
     def _run_batch(
         self,
@@ -282,6 +403,7 @@ class TransformersEngine(Engine):
         if any(mins) and self._eos:
             processors.append(_BanEosUntil(width, mins, list(self._eos), decoding.num_beams if beam else 1))
         torch.manual_seed(decoding.seed)
+        self._pass_lengths.clear()
         start = time.monotonic_ns()
         for i in batch:  # the batch's prefill starts now: its requests are scheduled together
             done[i].start_ns = done[i].scheduled_ns = start
@@ -293,6 +415,7 @@ class TransformersEngine(Engine):
                     generation_config=self._generation_config(decoding, max(maxes)),
                     logits_processor=processors,
                     stopping_criteria=StoppingCriteriaList([clock]),
+                    **({"assistant_model": self._assistant} if self._assistant is not None else {}),
                 )
         except Exception as exc:
             if _common.is_oom(exc):
@@ -304,17 +427,24 @@ class TransformersEngine(Engine):
                 fix="check the decoding settings; run `wattlab doctor`",
             ) from exc
         end = time.monotonic_ns()
+        if self._spec_stats is not None and self._pass_lengths:
+            passes, generated = len(self._pass_lengths), int(out.shape[1]) - width
+            stats = self._spec_stats
+            stats["target_steps"] += passes
+            stats["draft_tokens"] += sum(self._pass_lengths) - width - (passes - 1)
+            stats["accepted_tokens"] += generated - passes
+            stats["emitted_tokens"] += generated
         new = out[:, width:].tolist()
         for row, i in enumerate(batch):
             tokens, hit_eos = _common.trim_at_eos(new[row][: maxes[row]], set(self._eos), mins[row])
             completion = done[i]
             completion.output_ids = tokens
-            completion.token_ns = [clock.step_ns[min(k, len(clock.step_ns) - 1)] for k in range(len(tokens))]
+            completion.token_ns = [clock.token_time(k) for k in range(len(tokens))]
             completion.first_token_ns = completion.token_ns[0] if tokens else None
             if beam or not tokens:
                 completion.end_ns = end
-            elif hit_eos and len(tokens) < len(clock.step_ns):
-                completion.end_ns = clock.step_ns[len(tokens)]  # the step that produced the EOS
+            elif hit_eos and len(tokens) < clock.step_generated[-1]:
+                completion.end_ns = clock.token_time(len(tokens))  # the step that produced the EOS
             else:
                 completion.end_ns = completion.token_ns[-1]
             completion.finish_reason = "stop" if hit_eos else "length"
@@ -333,11 +463,18 @@ class TransformersEngine(Engine):
             top_p=decoding.top_p if sample else None,
             top_k=(decoding.top_k or None) if sample else None,
             num_beams=decoding.num_beams if decoding.strategy == "beam" else 1,
+            **self._lookup_settings(),
             eos_token_id=list(self._eos) or None,
             pad_token_id=self._pad,
             use_cache=True,
             **self._cache_settings(),
         )
+
+    def _lookup_settings(self) -> dict[str, Any]:
+        """Prompt lookup (ngram:K): K drafted tokens a step, from n-grams of up to NGRAM_MAX tokens."""
+        if self._spec is None or self._spec.method != "ngram":
+            return {}
+        return {"prompt_lookup_num_tokens": self._spec.k, "max_matching_ngram_size": NGRAM_MAX}
 
     def _cache_settings(self) -> dict[str, Any]:
         """The KV cache and compile settings of generate (cache_implementation, torch_compile).

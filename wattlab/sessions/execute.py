@@ -16,6 +16,7 @@ from wattlab.meters.windows import NS
 from wattlab.sessions import figures
 from wattlab.sessions.result import RunResult
 from wattlab.sessions.spec import RunSpec
+from wattlab.sessions.speculation import speculation_figures
 from wattlab.sessions.worker import WorkerClient
 
 
@@ -74,6 +75,7 @@ def execute_run(ctx: RunContext) -> RunResult:
         "worker_reused": ctx.load_info is None,
         # What actually ran: the catalog's default variant when none was asked for (Q4_1, bf16...).
         "quant": ctx.row.quant or info.get("variant"),
+        "transform_note": info.get("transform_note"),  # what the transform did (scores, layers cut)
     }
     domains = figures.attributed_domains(timeline.domains.values(), info.get("devices") or ["cpu"])
     timeout = spec.timeout_s
@@ -149,6 +151,7 @@ def execute_run(ctx: RunContext) -> RunResult:
         result.update(figures.latency_figures(completions, t0, t1, online=spec.mode == "online"))
     result["peak_mem_mib"] = out.get("peak_mem_mib")
     result["peak_mem_kind"] = out.get("peak_mem_kind")  # gpu | gpu-device | host | engine (peakmem.py)
+    result.update(speculation_figures(out.get("speculation")))  # the measured call's drafting counts
 
     energy_rows += figures.windows_energy(timeline, domains, "measured", [(t0, t1)], ctx.idle_w)
     steady = figures.steady_interval(completions)

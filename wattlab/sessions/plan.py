@@ -92,6 +92,15 @@ def check_run(spec: RunSpec, cache: dict[tuple[Any, ...], Any] | None = None) ->
     problems += _ability_problems(spec, engine, needs_logprobs)
     problems += _model_problems(spec, kind, memo)
     problems += _device_problems(spec)
+    from wattlab.sessions.speculation import speculation_problems
+
+    problems += speculation_problems(spec, engine)
+    from wattlab.sessions.caps import cap_problems
+
+    problems += cap_problems(spec, memo)  # GPU caps: allowed on this box, within the GPU's ranges
+    from wattlab.engines.transforms import transform_problems
+
+    problems += [Problem(e.message, e.fix, "transform") for e in transform_problems(spec)]
     return problems
 
 
@@ -206,15 +215,11 @@ def _model_problems(spec: RunSpec, kind: str, memo: dict[tuple[Any, ...], Any]) 
     )
     if isinstance(allowed, WattlabError):
         return [*out, Problem(allowed.message, allowed.fix, "model")]
-    quant = spec.quant
-    if quant and not {quant, quant.upper(), quant.lower()} & set(allowed):
-        out.append(
-            Problem(
-                f"the {spec.engine} engine cannot run {spec.model} as {quant!r}",
-                f"choose one of: {', '.join(allowed)}",
-                "quant",
-            )
-        )
+    if spec.quant:  # unknown to the engine, or needs a GPU / a package this run lacks
+        from wattlab.engines.quantize import variant_problems
+
+        found = variant_problems(spec.model, spec.engine, spec.quant, run_device_kind(spec))
+        out += [Problem(e.message, e.fix, "quant") for e in found]
     limits = _once(
         memo,
         ("limits", spec.engine, spec.model, _json(spec.options)),

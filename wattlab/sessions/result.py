@@ -6,7 +6,7 @@ step). After them come fields that are not `runs` columns, in two groups:
 - detail rows, each going to its own table: `energy` -> run_energy, `requests_detail` -> requests,
   `quality_detail` -> quality;
 - extras kept only inside the `result_json` column (and the spool): `error_title`,
-  `quality_metrics`, `quality_items`, `green_index_inputs`.
+  `quality_metrics`, `quality_items`, `green_index_inputs`, `transform_note`.
 
 A run's result is built once (execute.execute_run, or execute.base_row / failed for a run that did
 not finish) and changed only by copying it (`replace`). The spool holds `as_dict()` and recovery
@@ -164,6 +164,7 @@ class RunResult(Mapping[str, Any]):
     quality_metrics: dict[str, float] | None = None  # every metric of the task: {metric: value}
     quality_items: list[Any] | None = None  # per-item scores of the task
     green_index_inputs: dict[str, Any] | None = None  # the Green AI index's formula, or why none
+    transform_note: dict[str, Any] | None = None  # what the transform did (engines/transforms.run_note)
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
@@ -258,7 +259,13 @@ DETAIL_FIELDS: dict[str, str] = {
     "requests_detail": "requests",
     "quality_detail": "quality",
 }
-EXTRA_FIELDS: tuple[str, ...] = ("error_title", "quality_metrics", "quality_items", "green_index_inputs")
+EXTRA_FIELDS: tuple[str, ...] = (
+    "error_title",
+    "quality_metrics",
+    "quality_items",
+    "green_index_inputs",
+    "transform_note",
+)
 COLUMNS: tuple[str, ...] = tuple(f for f in FIELDS if f not in DETAIL_FIELDS and f not in EXTRA_FIELDS)
 JSON_COLUMNS = frozenset({"spec_json", "result_json"})
 # Names older versions wrote into spooled results that this version no longer has (none yet). A field

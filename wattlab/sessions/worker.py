@@ -27,6 +27,7 @@ Model files are derived in a child of the worker (derive.derive_in_child), never
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -100,7 +101,7 @@ class _Worker:
         process of their own: derive.derive_in_child), then load it."""
         from wattlab.engines import get_engine_class
         from wattlab.engines.derive import derive_in_child
-        from wattlab.engines.models import resolve
+        from wattlab.engines.models import files_ready, resolve
 
         cfg = resolve(
             config["model"],
@@ -111,8 +112,11 @@ class _Worker:
             max_tokens=int(config.get("max_tokens") or 2048),
             options=config.get("options") or {},
             prepare=False,  # GGUF variants and checkpoints are derived below, not in this process
+            transform=config.get("transform"),  # pruned / LoRA checkpoints: engines/transforms.py
         )
-        if cfg.options.get("derive_from") and not Path(cfg.path).exists():
+        if config.get("speculative"):  # the engine sets its drafter up at load (engines/levers.py)
+            cfg = dataclasses.replace(cfg, speculative=config["speculative"])
+        if cfg.options.get("derive_from") and not files_ready(cfg):
             derive_in_child(cfg)
         cls = get_engine_class(cfg.engine)
         self.template = cfg.options.get("chat_template")
@@ -129,6 +133,7 @@ class _Worker:
             "params": getattr(engine, "num_parameters", None),
             "variant": cfg.variant,
             "path": cfg.path,
+            "transform_note": _transform_note(cfg) if cfg.options.get("transform") else None,
         }
 
     def op_prepare(self, workload: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +175,7 @@ class _Worker:
         return {
             "completions": [c.as_dict() for c in completions],
             "peak_mem_mib": self.engine.peak_memory_mib(),
+            "speculation": self.engine.speculation_stats(),
         }
 
     def op_logprobs(self, ids: list[list[int]]) -> dict[str, Any]:
@@ -180,6 +186,12 @@ class _Worker:
 
     def op_tokenize(self, texts: list[str]) -> dict[str, Any]:
         return {"ids": [self.engine.tokenize(t) for t in texts]}
+
+
+def _transform_note(cfg: Any) -> dict[str, Any] | None:
+    from wattlab.engines.transforms import run_note
+
+    return run_note(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -199,6 +199,14 @@ class RunDetailScreen(LabScreen):
             )
         if run.get("flags"):
             extra.append(f"[yellow]flags:[/] {fmt.esc(run['flags'])}")
+        from wattlab.sessions.caps import throttle_lines
+
+        if throttle := throttle_lines(run):  # GPU caps and throttling, each saying how it was obtained
+            extra.append("[b]GPU caps and throttling[/]\n" + "\n".join(fmt.esc(line) for line in throttle))
+        from wattlab.sessions.speculation import speculation_lines
+
+        if speculation := speculation_lines(run):  # drafted / accepted tokens, tokens per step
+            extra.append("[b]Speculative decoding[/]\n" + "\n".join(fmt.esc(line) for line in speculation))
         self.query_one("#detail-extra", Static).update("\n".join(extra))
 
     def _head(self, run: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wattlab.engines.spec import GGUF_VARIANTS, EngineSpec, Option
+from wattlab.engines.spec import GGUF_VARIANTS, EngineSpec, Option, SpecMethod
 
 # KV-cache element types offered (llama.cpp's ggml types; q8_0/q4_0 V caches need flash attention
 # on most builds, which llama.cpp's "auto" turns on where it can).
@@ -65,4 +65,12 @@ SPEC = EngineSpec(
     default_device="auto",  # llama.cpp decides (n_gpu_layers)
     order=1,
     guess_tok_s=40.0,
+    # Prompt lookup is wattlab's own, in the decode loop (llamacpp_engine.py): drafts are verified by
+    # greedy argmax, so it keeps greedy output exact; llama-cpp-python has no draft-model path.
+    speculation=(
+        SpecMethod(
+            "ngram",
+            why="wattlab's prompt-lookup drafting on llama.cpp verifies drafts against the greedy token",
+        ),
+    ),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wattlab.engines.spec import DTYPE_VARIANTS, EngineSpec, Option
+from wattlab.engines.spec import DTYPE_VARIANTS, EngineSpec, Option, SpecMethod
 
 SPEC = EngineSpec(
     "transformers",
@@ -40,9 +40,31 @@ SPEC = EngineSpec(
         ),
     ),
     model_kind="hf",
-    variants=DTYPE_VARIANTS,
+    # dtypes, then weight-only quantizations of the dtype base (engines/quantize.py says how each is made)
+    variants=(*DTYPE_VARIANTS, "int8wo", "int4wo", "bnb8", "nf4"),
+    gpu_only_variants=(
+        ("bnb8", "bitsandbytes' LLM.int8 matmul is a CUDA kernel"),
+        ("nf4", "bitsandbytes' NF4 matmul is a CUDA kernel"),
+    ),
+    variant_needs=(
+        ("int8wo", "torchao"),
+        ("int4wo", "torchao"),
+        ("bnb8", "bitsandbytes"),
+        ("nf4", "bitsandbytes"),
+    ),
     gpu_variant="bf16",
     default_device="gpu",
     order=2,
     guess_tok_s=15.0,
+    # Assisted generation (prompt_lookup_num_tokens, assistant_model) in transformers 5.19 raises
+    # "assisted generate is only supported for batch_size = 1".
+    speculation=tuple(
+        SpecMethod(
+            method,
+            max_batch=1,
+            decodings=("greedy", "sample"),
+            why="transformers' assisted generation (5.19) runs one sequence at a time",
+        )
+        for method in ("ngram", "draft")
+    ),
 )

