@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one configuration and print its figures")
     p.add_argument("--engine", default=DEFAULT_ENGINE, help=" | ".join(engine_names()))
     p.add_argument("--model", default=None, help="catalog name, local path, hub id or random:<arch>")
-    p.add_argument("--quant", help="GGUF type (Q4_1, Q8_0, F16...) or dtype (fp32, bf16, fp16)")
+    p.add_argument("--quant", help="GGUF type (Q4_1, Q8_0...), dtype (fp32, bf16...) or int8wo, int4wo...")
     p.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--input-tokens", type=int, default=128)
