@@ -206,8 +206,13 @@ def _scaling(family: Family, by_rank: dict[int, list[Config]]) -> list[Block]:
 
 
 # --- transforms ---------------------------------------------------------------------------------
+def _energy_column(config: Config) -> str:
+    """J per output token, or J per request where a run generates no tokens (perplexity scoring)."""
+    return "j_per_token" if config.mean("j_per_token") is not None else "j_per_request"
+
+
 def _quality_per_joule(config: Config) -> float | None:
-    q, j = config.mean("quality"), config.mean("j_per_token")
+    q, j = config.mean("quality"), config.mean(_energy_column(config))
     if q is None or j is None or j <= 0:
         return None
     if _is_perplexity(config):
@@ -228,8 +233,9 @@ def transform_blocks(configs: list[Config]) -> list[Block]:
             "p",
             "Each transformed configuration is set against the one that differs only in having no "
             "transform (same model, engine, variant, batch, workload, ...). Quality per joule = quality "
-            "/ J per output token (perplexity enters as 1/perplexity, lower being better); ranked by its "
-            "change against that baseline. Random-weight models are marked: their quality is noise.",
+            "/ J per output token, or / J per request for scoring tasks that generate none (perplexity "
+            "enters as 1/perplexity, lower being better); ranked by its change against that baseline. "
+            "Random-weight models are marked: their quality is noise.",
         )
     )
     cols = [
@@ -237,7 +243,7 @@ def transform_blocks(configs: list[Config]) -> list[Block]:
         "transform",
         "model and levers",
         "runs (transformed / baseline)",
-        "J/token (vs baseline)",
+        "J/token or J/request (vs baseline)",
         "quality (vs baseline)",
         "quality per joule change",
     ]
@@ -261,14 +267,19 @@ def transform_blocks(configs: list[Config]) -> list[Block]:
 def _transform_row(rank: str, c: Config, base: Config | None, change: float | None) -> list[str]:
     model = str(c.settings.get("model"))
     tag = "" if real_weights(model) else " (random weights)"
-    j, q = c.mean("j_per_token"), c.mean("quality")
+    column = _energy_column(c)
+    j, q = c.mean(column), c.mean("quality")
     if base is None:
         return [rank, str(c.settings["transform"]), c.label + tag, c.run_ids, fmt_num(j), fmt_num(q, 3),
                 "no untransformed run with the same settings"]  # fmt: skip
-    jb, qb = base.mean("j_per_token"), base.mean("quality")
-    energy = f"{fmt_num(j)} ({_pct(j, jb)} vs {fmt_num(jb)}, {c.method})"
+    jb, qb = base.mean(column), base.mean("quality")
+    unit = "J/token" if column == "j_per_token" else "J/request"
+    energy = f"{fmt_num(j)} {unit} ({_pct(j, jb)} vs {fmt_num(jb)}, {c.method})"
     quality = "no quality measured" if q is None or qb is None else f"{fmt_num(q, 3)} (vs {fmt_num(qb, 3)})"
-    qpj = "no quality measured" if change is None else f"{change * 100:+,.1f}%"
+    if change is not None:
+        qpj = f"{change * 100:+,.1f}%"
+    else:
+        qpj = "no quality measured" if q is None or qb is None else "no energy measured"
     return [rank, str(c.settings["transform"]), c.label + tag, f"{c.run_ids} / {base.run_ids}", energy,
             quality, qpj]  # fmt: skip
 

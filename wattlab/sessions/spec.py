@@ -259,6 +259,8 @@ def _coerce(name: str, value: Any, where: str) -> Any:
 
 
 def make_spec(values: dict[str, Any], where: str = "") -> RunSpec:
+    # TOML has no null: "none" is how a grid says "this run without the lever" (transform = ["none", ...]).
+    values = {k: None if k in ("transform", "speculative") and v == "none" else v for k, v in values.items()}
     coerced = {k: _coerce(k, v, where) for k, v in values.items()}
     return RunSpec(**coerced)
 
