@@ -248,6 +248,32 @@ def _random_tensor(plan: TensorPlan, std: float, seed: int) -> Any:
     return out.reshape(plan.shape)
 
 
+def write_model_keys(
+    writer: Any, shape: ArchShape, *, name: str, description: str, file_type: int, tokenizer_gguf: Path
+) -> None:
+    """The metadata of a llama-family model GGUF: its name, shape, file type and the tokenizer keys
+    copied from `tokenizer_gguf` (for random weights here and transformed checkpoints in
+    transforms_gguf.py)."""
+    writer.add_name(name)
+    writer.add_description(description)
+    writer.add_context_length(shape.context)
+    writer.add_embedding_length(shape.hidden)
+    writer.add_block_count(shape.layers)
+    writer.add_feed_forward_length(shape.ffn)
+    writer.add_head_count(shape.heads)
+    writer.add_head_count_kv(shape.kv_heads)
+    writer.add_key_length(shape.head_dim)
+    writer.add_value_length(shape.head_dim)
+    writer.add_rope_dimension_count(shape.head_dim)
+    writer.add_rope_freq_base(shape.rope_theta)
+    writer.add_layer_norm_rms_eps(shape.rms_eps)
+    writer.add_vocab_size(shape.vocab)
+    writer.add_file_type(file_type)
+    writer.add_quantization_version(_GGML_QUANT_VERSION)
+    for key, value, vtype, sub_type in _tokenizer_fields(tokenizer_gguf, shape.vocab):
+        writer.add_key_value(key, value, vtype, sub_type)
+
+
 def write_random_gguf(
     name: str, config: dict[str, Any], tokenizer_gguf: Path, out: Path, *, seed: int = SEED
 ) -> None:
@@ -262,24 +288,14 @@ def write_random_gguf(
 
     writer = gguf.GGUFWriter(out, shape.gguf_arch)
     try:
-        writer.add_name(f"random {name}")
-        writer.add_description(f"random weights (seed {seed}) in the shape of {name}, written by wattlab")
-        writer.add_context_length(shape.context)
-        writer.add_embedding_length(shape.hidden)
-        writer.add_block_count(shape.layers)
-        writer.add_feed_forward_length(shape.ffn)
-        writer.add_head_count(shape.heads)
-        writer.add_head_count_kv(shape.kv_heads)
-        writer.add_key_length(shape.head_dim)
-        writer.add_value_length(shape.head_dim)
-        writer.add_rope_dimension_count(shape.head_dim)
-        writer.add_rope_freq_base(shape.rope_theta)
-        writer.add_layer_norm_rms_eps(shape.rms_eps)
-        writer.add_vocab_size(shape.vocab)
-        writer.add_file_type(_F16_FILE_TYPE)
-        writer.add_quantization_version(_GGML_QUANT_VERSION)
-        for key, value, vtype, sub_type in _tokenizer_fields(tokenizer_gguf, shape.vocab):
-            writer.add_key_value(key, value, vtype, sub_type)
+        write_model_keys(
+            writer,
+            shape,
+            name=f"random {name}",
+            description=f"random weights (seed {seed}) in the shape of {name}, written by wattlab",
+            file_type=_F16_FILE_TYPE,
+            tokenizer_gguf=tokenizer_gguf,
+        )
         for t in plan:
             dtype = np.float16 if t.kind == "weight" else np.float32
             writer.add_tensor_info(t.name, t.shape, np.dtype(dtype), t.nbytes)

@@ -54,7 +54,6 @@ FORMAT_VERSION = 1  # part of every cache key: bump when what is written changes
 _GGUF_ARCHS = {"llama": "llama", "qwen2": "qwen2"}  # HF model_type -> llama.cpp architecture
 _PERMUTED_ARCHS = {"llama"}  # rotary layout differs between HF and llama.cpp (see module doc)
 _FILE_TYPES = {"F32": 0, "F16": 1}  # llama_ftype ALL_F32 / MOSTLY_F16
-_GGML_QUANT_VERSION = 2
 
 # Hugging Face module name (inside a decoder layer) -> llama.cpp tensor name (inside blk.N).
 _LAYER_TENSORS = {
@@ -263,7 +262,7 @@ def hf_to_gguf(hf_dir: Path, tokenizer_gguf: Path, out: Path, *, ftype: str = "F
     import gguf
     import numpy as np
 
-    from wattlab.engines.random_gguf import _llama3_rope, _tokenizer_fields, check_free_space
+    from wattlab.engines.random_gguf import _llama3_rope, check_free_space, write_model_keys
 
     if ftype not in _FILE_TYPES:
         raise ConfigError(f"hf_to_gguf writes F16 or F32, not {ftype!r}", fix="use F16 or F32")
@@ -278,24 +277,14 @@ def hf_to_gguf(hf_dir: Path, tokenizer_gguf: Path, out: Path, *, ftype: str = "F
     writer = gguf.GGUFWriter(out, shape.gguf_arch)
     try:
         writer.add_type(gguf.GGUFType.MODEL)
-        writer.add_name(str(config.get("_model_name_or_path") or hf_dir.name))
-        writer.add_description(f"{hf_dir.name} written as a GGUF by wattlab")
-        writer.add_context_length(shape.context)
-        writer.add_embedding_length(shape.hidden)
-        writer.add_block_count(shape.layers)
-        writer.add_feed_forward_length(shape.ffn)
-        writer.add_head_count(shape.heads)
-        writer.add_head_count_kv(shape.kv_heads)
-        writer.add_key_length(shape.head_dim)
-        writer.add_value_length(shape.head_dim)
-        writer.add_rope_dimension_count(shape.head_dim)
-        writer.add_rope_freq_base(shape.rope_theta)
-        writer.add_layer_norm_rms_eps(shape.rms_eps)
-        writer.add_vocab_size(shape.vocab)
-        writer.add_file_type(_FILE_TYPES[ftype])
-        writer.add_quantization_version(_GGML_QUANT_VERSION)
-        for key, value, vtype, sub_type in _tokenizer_fields(tokenizer_gguf, shape.vocab):
-            writer.add_key_value(key, value, vtype, sub_type)
+        write_model_keys(
+            writer,
+            shape,
+            name=str(config.get("_model_name_or_path") or hf_dir.name),
+            description=f"{hf_dir.name} written as a GGUF by wattlab",
+            file_type=_FILE_TYPES[ftype],
+            tokenizer_gguf=tokenizer_gguf,
+        )
 
         def converted(t: TensorMap) -> Any:
             data = _read(where[t.hf], t.hf)
