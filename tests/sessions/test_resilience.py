@@ -103,6 +103,9 @@ def _start(tmp_path: Path, outputs: str) -> tuple[subprocess.Popen[str], Path, s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell's background job starts with SIGINT ignored, and so would the runner: give it
+        # the default, as a terminal's foreground command has, so the test's Ctrl-C reaches it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     return proc, db, _wait_for_measured_window(proc, known)
 

@@ -228,6 +228,9 @@ def start_runner(tmp_path: Path, body: str) -> tuple[subprocess.Popen[str], Path
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A shell's background job starts with SIGINT ignored, and so would the runner: give it
+        # the default, as a terminal's foreground command has, so the test's Ctrl-C reaches it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     return proc, db, sid
 

@@ -13,6 +13,7 @@ imported only here and in the modules under this package, never by `wattlab --he
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from wattlab.errors import ConfigError
@@ -58,17 +59,27 @@ def connect(address: str, *, timeout_s: float = 20.0) -> Any:
         if address.startswith("ray://"):
             host, _, port = address.removeprefix("ray://").rpartition(":")
             _reachable(host, int(port), address, timeout_s)
-    try:
-        ray.init(
-            address=address,
-            namespace=NAMESPACE,
-            log_to_driver=False,
-            logging_level="ERROR",
-            configure_logging=True,
-        )
-    except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError: all one message
-        raise unreachable(address, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-    return ray
+    # The port answers (checked above), yet Ray's client server starts a server process per client,
+    # which on a loaded box (or a head that just came up) can fail its first handshake with
+    # "Initialization failure from server": try again until timeout_s before giving up.
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ray.init(
+                address=address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level="ERROR",
+                configure_logging=True,
+            )
+            return ray
+        except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError: all one message
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "Initialization failure" not in why or time.monotonic() > deadline:
+                raise unreachable(address, why) from exc
+            if ray.is_initialized():
+                ray.shutdown()
+            time.sleep(1.0)
 
 
 def _reachable(host: str, port: int, address: str, timeout_s: float) -> None:
