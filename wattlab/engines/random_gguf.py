@@ -33,7 +33,7 @@ from wattlab.errors import ModelError
 FORMAT_VERSION = 1  # part of the cache key: bump when what is written changes
 SEED = 1234
 _CHUNK = 1 << 22  # values generated per numpy call (16 MiB of float32 scratch)
-_GGUF_ARCHS = {"llama": "llama", "qwen2": "qwen2"}  # HF model_type -> llama.cpp architecture
+GGUF_ARCHS = {"llama": "llama", "qwen2": "qwen2"}  # HF model_type -> llama.cpp architecture
 _UNUSED_TOKEN = 5  # gguf.TokenType.UNUSED (llama.cpp: suppressed like a control token)
 _F16_FILE_TYPE = 1  # llama_ftype MOSTLY_F16
 _GGML_QUANT_VERSION = 2
@@ -62,16 +62,29 @@ class ArchShape:
 
 def arch_shape(name: str, config: dict[str, Any]) -> ArchShape:
     model_type = config.get("model_type", "?")
-    if model_type not in _GGUF_ARCHS:
+    if model_type not in GGUF_ARCHS:
         raise ModelError(
             f"random:{name} is a {model_type!r} model; random GGUF files are written for llama and "
             "qwen2 shapes only",
             fix="run it on transformers or vllm, or pick a llama/qwen2 random: architecture",
         )
+    return shape_of_config(
+        config,
+        rope_theta=float(config.get("rope_theta") or 10000.0),
+        rope_scaling=config.get("rope_scaling") or None,
+        qkv_bias=model_type == "qwen2",  # Qwen2 has q/k/v biases; llama.cpp requires the tensors
+    )
+
+
+def shape_of_config(
+    config: dict[str, Any], *, rope_theta: float, rope_scaling: dict[str, Any] | None, qkv_bias: bool
+) -> ArchShape:
+    """The ArchShape of a llama/qwen2 config.json whose model_type was checked (the rope and bias
+    readings differ between shipped configs and saved checkpoints, so the caller gives them)."""
     heads = int(config["num_attention_heads"])
     hidden = int(config["hidden_size"])
     return ArchShape(
-        gguf_arch=_GGUF_ARCHS[model_type],
+        gguf_arch=GGUF_ARCHS[config["model_type"]],
         hidden=hidden,
         layers=int(config["num_hidden_layers"]),
         heads=heads,
@@ -80,11 +93,11 @@ def arch_shape(name: str, config: dict[str, Any]) -> ArchShape:
         ffn=int(config["intermediate_size"]),
         vocab=int(config["vocab_size"]),
         context=int(config.get("max_position_embeddings") or 4096),
-        rope_theta=float(config.get("rope_theta") or 10000.0),
+        rope_theta=rope_theta,
         rms_eps=float(config.get("rms_norm_eps") or 1e-6),
         tied=bool(config.get("tie_word_embeddings", False)),
-        qkv_bias=model_type == "qwen2",  # Qwen2 has q/k/v biases; llama.cpp requires the tensors
-        rope_scaling=config.get("rope_scaling") or None,
+        qkv_bias=qkv_bias,
+        rope_scaling=rope_scaling,
         init_std=float(config.get("initializer_range") or 0.02),
     )
 

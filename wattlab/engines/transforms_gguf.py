@@ -44,14 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wattlab.engines.random_gguf import ArchShape
+from wattlab.engines.random_gguf import GGUF_ARCHS, ArchShape, shape_of_config
 from wattlab.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
     from wattlab.engines.base import EngineConfig
 
 FORMAT_VERSION = 1  # part of every cache key: bump when what is written changes
-_GGUF_ARCHS = {"llama": "llama", "qwen2": "qwen2"}  # HF model_type -> llama.cpp architecture
 _PERMUTED_ARCHS = {"llama"}  # rotary layout differs between HF and llama.cpp (see module doc)
 _FILE_TYPES = {"F32": 0, "F16": 1}  # llama_ftype ALL_F32 / MOSTLY_F16
 
@@ -100,30 +99,17 @@ def _rope(config: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
 def checkpoint_shape(config: dict[str, Any]) -> ArchShape:
     """The hyper-parameters llama.cpp needs, from a checkpoint's config.json (a pruned one included)."""
     model_type = config.get("model_type", "?")
-    if model_type not in _GGUF_ARCHS:
+    if model_type not in GGUF_ARCHS:
         raise ModelError(
             f"the checkpoint is a {model_type!r} model; wattlab writes GGUFs for llama and qwen2 only",
             fix="run this transform on transformers or vllm",
         )
-    heads = int(config["num_attention_heads"])
-    hidden = int(config["hidden_size"])
     theta, scaling = _rope(config)
-    return ArchShape(
-        gguf_arch=_GGUF_ARCHS[model_type],
-        hidden=hidden,
-        layers=int(config["num_hidden_layers"]),
-        heads=heads,
-        kv_heads=int(config.get("num_key_value_heads") or heads),
-        head_dim=int(config.get("head_dim") or hidden // heads),
-        ffn=int(config["intermediate_size"]),
-        vocab=int(config["vocab_size"]),
-        context=int(config.get("max_position_embeddings") or 4096),
+    return shape_of_config(
+        config,
         rope_theta=theta,
-        rms_eps=float(config.get("rms_norm_eps") or 1e-6),
-        tied=bool(config.get("tie_word_embeddings", False)),
-        qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
         rope_scaling=scaling,
-        init_std=float(config.get("initializer_range") or 0.02),
+        qkv_bias=model_type == "qwen2" or bool(config.get("attention_bias", False)),
     )
 
 
