@@ -21,6 +21,8 @@ from app_helpers import (
 )
 from textual.widgets import DataTable, Input, Select, TextArea
 
+from wattlab.app.fmt import cell_width
+
 
 def _text(app: object, selector: str) -> str:
     return widget_text(app, selector)
@@ -45,6 +47,21 @@ async def test_history_filters_by_text_and_menus(small_db: Path) -> None:
         assert runs.row_count >= 1
         # By key: narrow screens leave some columns out.
         assert all("failed" in str(cell) for cell in runs.get_column("status"))
+
+
+@pilot_test
+async def test_history_columns_are_as_wide_as_their_cells_at_80_columns(small_db: Path) -> None:
+    # Auto-width columns are sized on a later idle; a layout refresh elsewhere on the screen (the
+    # hidden node menu being filled) once left every cell cut to its header: "261129-" for a session.
+    app = make_app(small_db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await settle(pilot, 0.5)
+        for selector in ("#sessions", "#runs"):
+            table = app.screen.query_one(selector, DataTable)
+            for column in table.columns.values():
+                cells = [cell_width(str(c)) for c in table.get_column(column.key)]
+                assert column.width >= max(len(str(column.label)), *cells), column.label
 
 
 @pilot_test

@@ -146,6 +146,18 @@ def cell_width(text: str) -> int:
     return Text.from_markup(text).cell_len if "[" in text else cell_len(text)
 
 
+def set_columns(table: Any, columns: list[tuple[str, str]], rows: list[list[str]]) -> None:
+    """Replace `table`'s columns by the (key, header) `columns`, each as wide as its widest cell.
+
+    Fixed from the content up front: a DataTable sizes auto-width columns on a later idle, and a
+    frame drawn before that (a loaded box, or a layout refresh elsewhere on the screen) showed cells
+    cut to the header's width: run and session ids included."""
+    table.clear(columns=True)
+    for i, (key, header) in enumerate(columns):
+        width = max([cell_width(header)] + [cell_width(row[i]) for row in rows])
+        table.add_column(header, key=key, width=width)
+
+
 def fit_table(
     columns: list[tuple[str, str]],
     rows: list[list[str]],

@@ -268,14 +268,10 @@ class HistoryScreen(LabScreen):
         if shown == self._shown and not refit:
             return
         cursor = table.cursor_coordinate
-        if shown != self._shown:
-            self._shown = shown
-            table.clear(columns=True)
-            for i in shown:
-                key, label = RUN_COLUMNS[i]
-                table.add_column(label, key=key)
-        else:
-            table.clear()
+        self._shown = shown
+        # column 0 (the mark) is set per row below: size it for the mark, not the cells' stale one
+        widths_of = [["✓", *(cells[i] for i in shown[1:])] for cells in self._cells]
+        fmt.set_columns(table, [RUN_COLUMNS[i] for i in shown], widths_of)
         marked = set(self.lab.marked)  # marks change after the cells were made; column 0 is never dropped
         for r, cells in zip(self._runs, self._cells, strict=True):
             mark = "✓" if r["run_id"] in marked else ""
@@ -318,16 +314,12 @@ class HistoryScreen(LabScreen):
         cells = [session_cells(s) for s in sessions]
         width = table.size.width or self.app.size.width
         shown = fmt.fit_table(list(SESSION_COLUMNS), cells, SESSION_DROP_ORDER, width)
-        if shown != self._session_shown:
-            self._session_shown = shown
-            table.clear(columns=True)
-            for i in shown:
-                key, label = SESSION_COLUMNS[i]
-                table.add_column(label, key=key)
-        else:
-            table.clear()
+        self._session_shown = shown
         total_runs = sum(int(s.get("finished") or 0) + int(s.get("failed") or 0) for s in sessions)
         first = ["all sessions", "", fmt.num(total_runs), "", "", "", ""]
+        fmt.set_columns(
+            table, [SESSION_COLUMNS[i] for i in shown], [[row[i] for i in shown] for row in [first, *cells]]
+        )
         table.add_row(*(first[i] for i in shown), key=ALL)
         for s, row in zip(sessions, cells, strict=True):  # energy early: it stays on screen at 80 columns
             table.add_row(*(row[i] for i in shown), key=s["session_id"])
