@@ -176,23 +176,13 @@ class Stability:
 def steady_state(spans: Sequence[tuple[int, int]]) -> tuple[int, int, float] | None:
     """(start_ns, end_ns, time-weighted mean of requests decoding) of the steady state of decode spans
     (first token, end), as `sessions/figures.steady_interval` defines it; None when there is none."""
-    events = sorted([(a, 1) for a, b in spans if b > a] + [(b, -1) for a, b in spans if b > a])
-    if not events:
+    from wattlab.sessions.figures import decode_events, steady_window
+
+    window = steady_window(spans)
+    if window is None:
         return None
-    active = peak = 0
-    for _, d in events:
-        active += d
-        peak = max(peak, active)
-    first_full = last_drain = None
-    active = 0
-    for t, d in events:  # ends sort before starts at the same instant (-1 < 1)
-        active += d
-        if active == peak and first_full is None:
-            first_full = t
-        if d < 0 and active == peak - 1:
-            last_drain = t
-    if first_full is None or last_drain is None or last_drain <= first_full:
-        return None
+    first_full, last_drain = window
+    events = decode_events(spans)
     # Mean concurrency over [first_full, last_drain]: integrate the step function.
     area = 0
     active, prev = 0, events[0][0]

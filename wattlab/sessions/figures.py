@@ -104,14 +104,22 @@ def steady_interval(completions: list[Completion]) -> Interval | None:
     """Steady state: from when the most requests first decode at once (the batch first fills) to
     when that number is last left (the final drain begins). Dips between static batches stay
     inside: refilling the batch is part of steady operation."""
-    events: list[tuple[int, int]] = []
-    for c in completions:
-        if c.first_token_ns is not None and c.end_ns is not None and c.end_ns > c.first_token_ns:
-            events.append((c.first_token_ns, 1))
-            events.append((c.end_ns, -1))
+    spans = [(c.first_token_ns, c.end_ns) for c in completions]
+    return steady_window([(a, b) for a, b in spans if a is not None and b is not None])
+
+
+def decode_events(spans: Iterable[Interval]) -> list[tuple[int, int]]:
+    """(instant, +1 | -1) for each decode span's start and end, ends before starts at one instant."""
+    events = [e for a, b in spans if b > a for e in ((a, 1), (b, -1))]
+    events.sort(key=lambda e: (e[0], e[1]))
+    return events
+
+
+def steady_window(spans: Iterable[Interval]) -> Interval | None:
+    """The steady state (see steady_interval) of decode spans (first token, end); None without one."""
+    events = decode_events(spans)
     if not events:
         return None
-    events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
     active = peak = 0
     for _, delta in events:
         active += delta
