@@ -108,3 +108,46 @@ def test_the_console_side_never_imports_ray() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+class _FlakyRay:
+    """A stand-in for the ray module whose client handshake fails `failures` times first."""
+
+    def __init__(self, failures: int, reason: str) -> None:
+        self.failures, self.reason, self.calls, self.up = failures, reason, 0, False
+
+    def is_initialized(self) -> bool:
+        return self.up
+
+    def shutdown(self) -> None:
+        self.up = False
+
+    def init(self, **_: object) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionAbortedError(f"Initialization failure from server:\nTraceback\n{self.reason}")
+        self.up = True
+
+
+def test_a_failed_client_handshake_is_retried_and_a_lasting_one_names_the_servers_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    import wattlab.cluster as cluster
+
+    with socket.socket() as listener:  # a port that answers, as a live head's would
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"ray://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setattr(cluster.time, "sleep", lambda _s: None)
+        flaky = _FlakyRay(2, "RuntimeError: Proxy failed to Connect to backend!")
+        monkeypatch.setattr(cluster, "import_ray", lambda: flaky)
+        assert cluster.connect(address) is flaky and flaky.calls == 3
+
+        lasting = _FlakyRay(10**6, "RuntimeError: Proxy failed to Connect to backend!")
+        monkeypatch.setattr(cluster, "import_ray", lambda: lasting)
+        with pytest.raises(ConfigError) as err:
+            cluster.connect(address, handshake_s=0.0)
+    assert "Proxy failed to Connect to backend" in err.value.message
+    assert lasting.calls == 1

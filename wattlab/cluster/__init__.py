@@ -46,7 +46,7 @@ def normalise_address(address: str) -> str:
     return text
 
 
-def connect(address: str, *, timeout_s: float = 20.0) -> Any:
+def connect(address: str, *, timeout_s: float = 20.0, handshake_s: float = 120.0) -> Any:
     """Connect this process to the cluster (idempotent). Returns the ray module."""
     ray = import_ray()
     address = normalise_address(address)
@@ -60,9 +60,10 @@ def connect(address: str, *, timeout_s: float = 20.0) -> Any:
             host, _, port = address.removeprefix("ray://").rpartition(":")
             _reachable(host, int(port), address, timeout_s)
     # The port answers (checked above), yet Ray's client server starts a server process per client,
-    # which on a loaded box (or a head that just came up) can fail its first handshake with
-    # "Initialization failure from server": try again until timeout_s before giving up.
-    deadline = time.monotonic() + timeout_s
+    # which on a loaded box (or a head that just came up) can miss the head's channel deadline and
+    # fail the handshake with "Initialization failure from server": try again for handshake_s (a
+    # busy 2-core CI box was seen to need more than 20 s) before giving up.
+    deadline = time.monotonic() + handshake_s
     while True:
         try:
             ray.init(
@@ -74,12 +75,22 @@ def connect(address: str, *, timeout_s: float = 20.0) -> Any:
             )
             return ray
         except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError: all one message
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if "Initialization failure" not in why or time.monotonic() > deadline:
+            why = _reason(exc)
+            if "Initialization failure" not in str(exc) or time.monotonic() > deadline:
                 raise unreachable(address, why) from exc
             if ray.is_initialized():
                 ray.shutdown()
             time.sleep(1.0)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line: the server's own reason (the last line of the traceback it sends), not its header."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 and lines[0].startswith("Initialization failure"):
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
 
 
 def _reachable(host: str, port: int, address: str, timeout_s: float) -> None:
