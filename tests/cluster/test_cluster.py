@@ -22,7 +22,7 @@ pytest.importorskip("ray", reason="needs Ray: pip install 'wattlab[ray]'")
 WATTLAB = [sys.executable, "-m", "wattlab.cli"]
 
 
-def wattlab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def wattlab(*args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*WATTLAB, *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -172,7 +172,7 @@ def test_a_node_lost_mid_run_interrupts_it_and_requeues_it(address: str, tmp_pat
         victim = next(a for a in state["agents"] if a["busy"])
         time.sleep(1.5)  # inside the run: samples have streamed
         os.kill(int(victim["pid"]), signal.SIGKILL)  # the node's Ray worker (its agent) dies
-        stdout, stderr = head.communicate(timeout=240)
+        stdout, stderr = head.communicate(timeout=420)
     finally:
         if head.poll() is None:
             head.kill()

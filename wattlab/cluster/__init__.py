@@ -46,7 +46,7 @@ def normalise_address(address: str) -> str:
     return text
 
 
-def connect(address: str, *, timeout_s: float = 20.0, handshake_s: float = 120.0) -> Any:
+def connect(address: str, *, timeout_s: float = 20.0, handshake_s: float = 180.0) -> Any:
     """Connect this process to the cluster (idempotent). Returns the ray module."""
     ray = import_ray()
     address = normalise_address(address)
@@ -59,10 +59,11 @@ def connect(address: str, *, timeout_s: float = 20.0, handshake_s: float = 120.0
         if address.startswith("ray://"):
             host, _, port = address.removeprefix("ray://").rpartition(":")
             _reachable(host, int(port), address, timeout_s)
-    # The port answers (checked above), yet Ray's client server starts a server process per client,
-    # which on a loaded box (or a head that just came up) can miss the head's channel deadline and
-    # fail the handshake with "Initialization failure from server": try again for handshake_s (a
-    # busy 2-core CI box was seen to need more than 20 s) before giving up.
+    # The port answers (checked above), yet Ray's client proxy starts a server process per client,
+    # and that start sometimes fails at once ("Initialization failure from server: Starting Ray
+    # client server failed", empty log; seen 2 in 8 on a loaded 2-core box). A failed attempt only
+    # returns after the proxy's own 30 s channel wait, so try again for handshake_s: a fresh
+    # attempt gets a fresh server process.
     deadline = time.monotonic() + handshake_s
     while True:
         try:

@@ -110,9 +110,6 @@ def start_cluster(nodes: int, home: Path) -> tuple[Any, list[Any]]:
             **extra,
         }
 
-    # The head's client proxy gives each client's server process 30 s to answer by default; a loaded
-    # 2-core box starting three nodes was seen to need more (a failed handshake in CI).
-    os.environ.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "120")
     port = _free_port()
     cluster = Cluster(initialize_head=True, head_node_args=args("head", ray_client_server_port=port))
     cluster.client_port = port  # type: ignore[attr-defined]  # read by client_address()
