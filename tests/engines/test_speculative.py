@@ -197,3 +197,25 @@ def test_transformers_prompt_lookup_keeps_greedy_output_and_takes_fewer_steps(
         assert len(c.token_ns) == c.output_tokens and c.token_ns == sorted(c.token_ns)
     with pytest.raises(ConfigError, match="one sequence at a time"):
         fast.generate(requests, Decoding(), 2)
+
+
+@pytest.mark.slow
+def test_transformers_draft_model_speculation_accepts_its_own_greedy_drafts(
+    engine_cache: EngineCache, spec_engines: _SpecEngines
+) -> None:
+    """The bundled model drafting for itself: under greedy decoding the draft proposes exactly what
+    the target would emit, so (nearly) every drafted token is accepted and the output is unchanged.
+    A real draft model, loaded by the engine, counted by the engine's own pass hook."""
+    plain = engine_cache.get("transformers")
+    fast = spec_engines.get("transformers", f"draft:{DEFAULT_MODEL}:4")
+    requests = _copy_requests(plain, 32, exact=False)[1:2]  # not the copy prompt: no help from lookup
+    want = plain.generate(requests, Decoding(), 1)
+    got = fast.generate(requests, Decoding(), 1)
+    assert [c.output_ids for c in got] == [c.output_ids for c in want]
+    stats = fast.speculation_stats()
+    assert stats is not None and stats["draft_tokens"] > 0
+    figures = speculation_figures(stats)
+    # fp32 on the CPU: a K-token verify pass may flip a near-tie that a 1-token pass did not
+    assert figures["spec_acceptance_rate"] >= 0.8, stats
+    assert figures["spec_tokens_per_step"] > 2, stats
+    assert all(len(c.token_ns) == c.output_tokens for c in got)
