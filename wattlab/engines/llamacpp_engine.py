@@ -443,22 +443,38 @@ class LlamaCppEngine(ServingEngine):
         new_tokens = 0
         for slot, token in chosen:
             completion = done[slot.index]
+            kept, finished = self._take(slot, [token], completion)
+            completion.record_tokens(kept, t)
+            new_tokens += len(kept)
+            if finished:
+                self._retire(slot, completion, t, active, free_seqs)
+            else:
+                slot.pending_token = token
+        return new_tokens
+
+    def _take(self, slot: _Slot, tokens: list[int], completion: Completion) -> tuple[list[int], bool]:
+        """Count `tokens` as the slot's next outputs, in order, up to an end-of-generation token
+        (counted, not kept) or max_new_tokens. Returns the tokens kept and whether it finished."""
+        kept: list[int] = []
+        for token in tokens:
             slot.generated += 1
             if token in self._eog:
                 completion.finish_reason = "stop"
-            else:
-                completion.record_tokens([token], t)
-                new_tokens += 1
-                if slot.generated >= slot.request.max_new_tokens:
-                    completion.finish_reason = "length"
-                else:
-                    slot.pending_token = token
-                    continue
-            completion.end_ns = t
-            self._release(slot)
-            del active[slot.seq]
-            heapq.heappush(free_seqs, slot.seq)
-        return new_tokens
+                return kept, True
+            kept.append(token)
+            if slot.generated >= slot.request.max_new_tokens:
+                completion.finish_reason = "length"
+                return kept, True
+        return kept, False
+
+    def _retire(
+        self, slot: _Slot, completion: Completion, t: int, active: dict[int, _Slot], free_seqs: list[int]
+    ) -> None:
+        """A finished request: stamp its end, drop its KV cells and give its sequence id back."""
+        completion.end_ns = t
+        self._release(slot)
+        del active[slot.seq]
+        heapq.heappush(free_seqs, slot.seq)
 
     def _drafts(self, slot: _Slot) -> list[int]:
         """Up to K tokens drafted by prompt lookup, never past the request's max_new_tokens (the
@@ -506,20 +522,8 @@ class LlamaCppEngine(ServingEngine):
                 matched += 1
             emitted = chosen[: matched + 1]
             completion = done[slot.index]
-            kept: list[int] = []
-            finished = False
-            for token in emitted:
-                slot.generated += 1
-                if token in self._eog:
-                    completion.finish_reason = "stop"
-                    finished = True
-                    break
-                kept.append(token)
-                if slot.generated >= slot.request.max_new_tokens:
-                    completion.finish_reason = "length"
-                    finished = True
-                    break
-            consumed = len(kept) + (1 if completion.finish_reason == "stop" and finished else 0)
+            kept, finished = self._take(slot, emitted, completion)
+            consumed = len(kept) + (1 if finished and completion.finish_reason == "stop" else 0)
             stats["draft_tokens"] += len(drafts)
             stats["accepted_tokens"] += min(matched, consumed)
             stats["target_steps"] += 1
@@ -527,10 +531,7 @@ class LlamaCppEngine(ServingEngine):
             completion.record_tokens(kept, t)
             new_tokens += len(kept)
             if finished:
-                completion.end_ns = t
-                self._release(slot)
-                del active[slot.seq]
-                heapq.heappush(free_seqs, slot.seq)
+                self._retire(slot, completion, t, active, free_seqs)
                 continue
             # the accepted drafts' cells stay (they hold the right tokens); the rejected ones go
             slot.n_past += matched
