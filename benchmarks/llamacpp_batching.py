@@ -51,7 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=0, help="requests per pass (default: max(8, 2 x batch))")
     p.add_argument("--input-tokens", type=int, default=64)
     p.add_argument("--output-tokens", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=1, help="timed passes per batch size (median reported)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="timed rounds over the batch sizes (medians; `x b1`: median of each round's ratio)",
+    )
     p.add_argument("--option", action="append", default=[], help="engine option k=v (repeatable)")
     p.add_argument("--profile", action="store_true", help="cProfile the largest batch's pass")
     p.add_argument("--json", default=None, help="write the results as JSON to this path")
@@ -140,28 +145,38 @@ def main(argv: list[str] | None = None) -> int:
         f"{'batch':>5} {'reqs':>5} {'tok/s':>8} {'x b1':>6} {'TPOT ms':>8} {'TTFT p50':>9} {'TTFT max':>9}"
     )
     print(header + "   llama_perf: prompt-eval ms/tokens, eval ms/tokens")
-    rows: list[dict[str, Any]] = []
-    profile_text = ""
+    # Repeats go round the batch sizes (1, 4, 8, 1, 4, 8, ...), so a load change on a shared box
+    # hits every batch size alike; each ratio to batch 1 is taken within one round, then medianed.
+    sizes = {batch: a.requests or max(8, 2 * batch) for batch in batches}
+    request_sets = {batch: requests_for(engine, n, a) for batch, n in sizes.items()}
     for batch in batches:
-        n = a.requests or max(8, 2 * batch)
-        requests = requests_for(engine, n, a)
-        engine.generate(requests[:batch], Decoding(), batch)  # warmup: graphs, caches, CUDA kernels
-        passes = []
-        for r in range(a.repeats):
+        engine.generate(request_sets[batch][:batch], Decoding(), batch)  # warmup: graphs, caches, kernels
+    passes: dict[int, list[dict[str, Any]]] = {batch: [] for batch in batches}
+    profile_text = ""
+    for r in range(a.repeats):
+        for batch in batches:
             profiler = cProfile.Profile() if a.profile and batch == batches[-1] and r == 0 else None
-            passes.append(one_pass(engine, requests, batch, profiler))
+            passes[batch].append(one_pass(engine, request_sets[batch], batch, profiler))
             if profiler:
                 s = io.StringIO()
                 pstats.Stats(profiler, stream=s).sort_stats("tottime").print_stats(12)
                 profile_text = s.getvalue()
-        row = sorted(passes, key=lambda p: p["tok_s"])[len(passes) // 2]
-        row = {"batch": batch, "requests": n, **row}
+    rows: list[dict[str, Any]] = []
+    for batch in batches:
+        row = sorted(passes[batch], key=lambda p: p["tok_s"])[len(passes[batch]) // 2]
+        ratios = [p["tok_s"] / b1["tok_s"] for p, b1 in zip(passes[batch], passes[batches[0]], strict=True)]
+        row = {
+            "batch": batch,
+            "requests": sizes[batch],
+            **row,
+            "x_first_batch_paired": round(statistics.median(ratios), 3),
+            "tok_s_passes": [round(p["tok_s"], 1) for p in passes[batch]],
+        }
         rows.append(row)
-        base = rows[0]["tok_s"]
         lp = row["llama_perf"]
         print(
-            f"{batch:>5} {n:>5} {row['tok_s']:>8.1f} {row['tok_s'] / base:>5.2f}x {row['tpot_ms']:>8.2f} "
-            f"{row['ttft_p50_ms']:>9.1f} {row['ttft_max_ms']:>9.1f}   "
+            f"{batch:>5} {sizes[batch]:>5} {row['tok_s']:>8.1f} {row['x_first_batch_paired']:>5.2f}x "
+            f"{row['tpot_ms']:>8.2f} {row['ttft_p50_ms']:>9.1f} {row['ttft_max_ms']:>9.1f}   "
             f"{lp['prompt_eval_ms']:.0f}/{lp['prompt_eval_tokens']}, {lp['eval_ms']:.0f}/{lp['eval_tokens']}",
             flush=True,
         )
