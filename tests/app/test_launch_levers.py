@@ -234,3 +234,41 @@ async def test_history_shows_lever_columns_only_where_a_run_has_one(tmp_path: Pa
         await settle(pilot)
         keys = [str(c.key.value) for c in runs.columns.values()]
         assert "transform" not in keys and "spec" not in keys
+
+
+@pilot_test
+async def test_history_at_80_columns_drops_a_column_every_run_shares_before_the_transform(
+    tmp_path: Path,
+) -> None:
+    """A lever study: one engine, one model, one variant, four transforms. At 80 columns the
+    transform (what tells the rows apart) is shown, the long model name all of them share is not."""
+    from textual.widgets import DataTable
+
+    from wattlab.sessions import commit
+    from wattlab.sessions.store import Store
+
+    store = Store(tmp_path / "w.duckdb")
+    sid = "261130-010753-9a3d"
+    transforms = (None, "prune:layers:2", "prune:magnitude:0.3", "lora:16:merged")
+    with store.writer() as con:
+        commit.write_session(con, {"session_id": sid, "status": "finished", "created_at": "2026-11-30"})
+        for seq, transform in enumerate(transforms, 1):
+            row = {"run_id": f"{sid}-{seq:03d}", "session_id": sid, "seq": seq, "status": "finished"}
+            row |= {
+                "engine": "llamacpp",
+                "model": "smollm2-135m-instruct",
+                "quant": "Q4_1",
+                "batch_size": seq,
+            }
+            row |= {"j_per_token": 0.1 * seq, "energy_j": 5.0 * seq, "energy_method": "counter"}
+            commit.write_run(con, {**row, "transform": transform})
+    app = make_app(store.path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await settle(pilot)
+        runs = app.screen.query_one("#runs", DataTable)
+        keys = [str(c.key.value) for c in runs.columns.values()]
+        assert "transform" in keys and "model" not in keys, keys
+        assert {"run_id", "energy_j", "j_per_token"} <= set(keys)
+        cells = [str(cell) for row in range(runs.row_count) for cell in runs.get_row_at(row)]
+        assert "prune:magnitude:0.3" in cells and any(c.endswith("9a3d-004") for c in cells)

@@ -96,7 +96,10 @@ def test_navigation_in_a_real_terminal(home: tuple[dict[str, str], Path]) -> Non
         text = term.wait_for(lambda t: bool(re.search(r"\b([1-9]\d?) of \1 run\(s\)", t)))  # fewer than 120
         # run ids as History shows them: the shortest unique suffix (e.g. 0003-014), never cut
         rows = [line for line in text.splitlines() if re.match(r"\s+(\d{6}-\d{6}-)?\w{4}-\d{3}\s", line)]
-        assert rows and all(" vllm " in row for row in rows)
+        # every listed run is vLLM's: no other engine shows, and the engine column every row now
+        # shares is the first left out for room (or, where it fits, reads vllm)
+        assert rows and not any(" llamacpp " in row or " transformers " in row for row in rows)
+        assert all(" vllm " in row for row in rows) or not any(" vllm " in row for row in rows)
         term.keys("Escape", "5")
         text = term.wait_for("on the front of")
         term.keys("2")

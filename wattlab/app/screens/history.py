@@ -263,7 +263,17 @@ class HistoryScreen(LabScreen):
         unused = {k for k, src in LEVER_COLUMNS.items() if not any(r.get(src) for r in self._runs)}
         kept = [i for i, (key, _) in enumerate(RUN_COLUMNS) if key not in unused]
         kept_cells = [[row[i] for i in kept] for row in self._cells]
-        fitted = fmt.fit_table([RUN_COLUMNS[i] for i in kept], kept_cells, RUN_DROP_ORDER, width)
+        # a column that reads the same on every listed run (one engine, one model...) tells the
+        # least: it goes first, so a lever study at 80 columns shows its transform, not its engine
+        same = {
+            key
+            for j, (key, _) in enumerate(RUN_COLUMNS[i] for i in kept)
+            if len(kept_cells) > 1 and len({row[j] for row in kept_cells}) == 1
+        }
+        drop_order = tuple(k for k in RUN_DROP_ORDER if k in same) + tuple(
+            k for k in RUN_DROP_ORDER if k not in same
+        )
+        fitted = fmt.fit_table([RUN_COLUMNS[i] for i in kept], kept_cells, drop_order, width)
         shown = [kept[j] for j in fitted]
         if shown == self._shown and not refit:
             return
