@@ -75,24 +75,31 @@ requests = 512
 """
 
 
-async def export_gpu(out_dir: Path, db: Path, home: Path) -> list[Path]:
-    """Live during the GPU sweep's third run, then History: the console over SSH at 80x24."""
+async def start_sweep(body: str, db: Path, home: Path, out_dir: Path) -> str:
+    """Start the sweep `body` detached, as the console's Launch does; its session id once its runner
+    is live. Puts the test helpers (make_app, screen_text...) on the path for the caller."""
     sys.path.insert(0, str(ROOT / "tests" / "app"))
-    from app_helpers import make_app, screen_text, settle, wait_until
-
     from wattlab.sessions.launch import start_detached
     from wattlab.sessions.live import live_sessions
     from wattlab.sessions.runner import new_session_id
 
-    sweep = home / "gpu.toml"
-    sweep.write_text(GPU_SWEEP)
+    sweep = home / "sweep.toml"
+    sweep.write_text(body)
     session = new_session_id()
     start_detached(sweep, session_id=session, db=db)
     deadline = time.monotonic() + 120
     while session not in live_sessions() and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-    written: list[Path] = []
     out_dir.mkdir(parents=True, exist_ok=True)
+    return session
+
+
+async def export_gpu(out_dir: Path, db: Path, home: Path) -> list[Path]:
+    """Live during the GPU sweep's third run, then History: the console over SSH at 80x24."""
+    session = await start_sweep(GPU_SWEEP, db, home, out_dir)
+    from app_helpers import make_app, screen_text, settle, wait_until
+
+    written: list[Path] = []
     app = make_app(db, attach=session, catalog=None)
     async with app.run_test(size=GPU_SIZE) as pilot:
         # The run panel's "Run 3/3", not the log's "run 3/3": at 80x24 the log shows two or three
@@ -109,22 +116,10 @@ async def export_gpu(out_dir: Path, db: Path, home: Path) -> list[Path]:
 
 
 async def export(out_dir: Path, db: Path, home: Path) -> list[Path]:
-    sys.path.insert(0, str(ROOT / "tests" / "app"))
+    session = await start_sweep(SWEEP, db, home, out_dir)
     from app_helpers import make_app, screen_text, settle, wait_until, widget_text
 
-    from wattlab.sessions.launch import start_detached
-    from wattlab.sessions.live import live_sessions
-    from wattlab.sessions.runner import new_session_id
-
-    sweep = home / "readme.toml"
-    sweep.write_text(SWEEP)
-    session = new_session_id()
-    start_detached(sweep, session_id=session, db=db)
-    deadline = time.monotonic() + 120
-    while session not in live_sessions() and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
     written: list[Path] = []
-    out_dir.mkdir(parents=True, exist_ok=True)
     app = make_app(db, attach=session, catalog=None)
     async with app.run_test(size=SIZE) as pilot:
         # Live, once the third run is generating (two results listed, power history behind it).
